@@ -1,0 +1,158 @@
+/**
+ * The one registry of Eventful's errors.
+ *
+ * Every error a caller can see has a stable string `code`, a numeric `wireCode` for the binary
+ * protocol, an HTTP status, and a `retriable` flag (true when the same request may succeed later
+ * without change). Codes never change meaning once released; new ones are added at the end.
+ * docs/errors.md documents every row, and a test keeps the two in step.
+ *
+ * The embedded store throws these classes; the client turns wire and HTTP errors back into the
+ * same classes, so `err instanceof WrongExpectedRevisionError` works the same embedded and remote.
+ */
+
+export const ERROR_REGISTRY = {
+  INVALID_ARGUMENT: { wireCode: 1, httpStatus: 400, retriable: false },
+  STREAM_NAME_INVALID: { wireCode: 2, httpStatus: 400, retriable: false },
+  EVENT_INVALID: { wireCode: 3, httpStatus: 400, retriable: false },
+  LIMIT_EXCEEDED: { wireCode: 4, httpStatus: 413, retriable: false },
+  WRONG_EXPECTED_REVISION: { wireCode: 10, httpStatus: 409, retriable: false },
+  IDEMPOTENCY_CONFLICT: { wireCode: 11, httpStatus: 409, retriable: false },
+  OVERLOADED: { wireCode: 20, httpStatus: 503, retriable: true },
+  STORE_CLOSED: { wireCode: 21, httpStatus: 503, retriable: true },
+  STORE_LOCKED: { wireCode: 22, httpStatus: 503, retriable: true },
+  STORAGE_FAILED: { wireCode: 30, httpStatus: 500, retriable: false },
+  CORRUPTION: { wireCode: 31, httpStatus: 500, retriable: false },
+  CONFIG_INVALID: { wireCode: 40, httpStatus: 500, retriable: false },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_REGISTRY;
+
+export class EventfulError extends Error {
+  readonly code: ErrorCode;
+  readonly wireCode: number;
+  readonly httpStatus: number;
+  readonly retriable: boolean;
+  /** Structured facts about the failure (never secrets), safe to serialise to clients. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: ErrorOptions) {
+    super(message, options);
+    const row = ERROR_REGISTRY[code];
+    this.name = new.target.name;
+    this.code = code;
+    this.wireCode = row.wireCode;
+    this.httpStatus = row.httpStatus;
+    this.retriable = row.retriable;
+    this.details = Object.freeze({ ...details });
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details: Readonly<Record<string, unknown>> } {
+    return { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+/** Bad input from a caller: a wrong type, a missing field, an unknown option. */
+export class InvalidArgumentError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('INVALID_ARGUMENT', message, details);
+  }
+}
+
+export class StreamNameInvalidError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('STREAM_NAME_INVALID', message, details);
+  }
+}
+
+export class EventInvalidError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('EVENT_INVALID', message, details);
+  }
+}
+
+/** A size or count limit from src/core/limits.ts was exceeded; `details.limit` names it. */
+export class LimitExceededError extends EventfulError {
+  constructor(limit: string, actual: number, max: number, message?: string) {
+    super('LIMIT_EXCEEDED', message ?? `${limit} exceeded: ${actual} > ${max}`, { limit, actual, max });
+  }
+}
+
+/**
+ * The stream's revision did not match the append's expectation. Nothing of the append was
+ * written. `actualRevision` is -1 when the stream does not exist.
+ */
+export class WrongExpectedRevisionError extends EventfulError {
+  readonly stream: string;
+  readonly expectedRevision: string | number;
+  readonly actualRevision: number;
+  constructor(stream: string, expectedRevision: string | number, actualRevision: number) {
+    super(
+      'WRONG_EXPECTED_REVISION',
+      `append to '${stream}' expected revision ${String(expectedRevision)} but the stream is at ${
+        actualRevision < 0 ? 'no_stream' : actualRevision
+      }`,
+      { stream, expectedRevision, actualRevision },
+    );
+    this.stream = stream;
+    this.expectedRevision = expectedRevision;
+    this.actualRevision = actualRevision;
+  }
+}
+
+/** Some but not all of an append's event ids were already written at those revisions. */
+export class IdempotencyConflictError extends EventfulError {
+  constructor(stream: string, message: string, details: Record<string, unknown> = {}) {
+    super('IDEMPOTENCY_CONFLICT', message, { stream, ...details });
+  }
+}
+
+export class OverloadedError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('OVERLOADED', message, details);
+  }
+}
+
+export class StoreClosedError extends EventfulError {
+  constructor(message = 'the store is closed') {
+    super('STORE_CLOSED', message);
+  }
+}
+
+export class StoreLockedError extends EventfulError {
+  constructor(dir: string, holder: string) {
+    super('STORE_LOCKED', `data directory ${dir} is in use by another process (${holder})`, { dir, holder });
+  }
+}
+
+/**
+ * A write, sync or read of the disk failed (disk full, I/O error). After a failed write or sync
+ * the store stops accepting appends: the state of the page cache can no longer be trusted, and
+ * reopening the store recovers from what is on disk.
+ */
+export class StorageFailedError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super('STORAGE_FAILED', message, details, cause === undefined ? undefined : { cause });
+  }
+}
+
+/** Stored bytes do not match their checksum or format; `details` names the file and offset. */
+export class CorruptionError extends EventfulError {
+  readonly file: string;
+  readonly offset: number;
+  constructor(file: string, offset: number, reason: string) {
+    super('CORRUPTION', `corrupt record in ${file} at offset ${offset}: ${reason}`, { file, offset, reason });
+    this.file = file;
+    this.offset = offset;
+  }
+}
+
+export class ConfigInvalidError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('CONFIG_INVALID', message, details);
+  }
+}
+
+/** A programmer's mistake inside Eventful: crash loudly rather than carry on with bad state. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`assertion failed: ${message}`);
+}

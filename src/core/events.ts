@@ -1,0 +1,272 @@
+/**
+ * The event store's public vocabulary, shared by the embedded store and (later) the client.
+ *
+ * Glossary: a *position* is an event's place in the whole log (global, starts at 1, strictly
+ * increasing, never reused); a *revision* is an event's place within its stream (starts at 0).
+ * A stream's *category* is the part of its name before the first '-': `order-123` is in `order`.
+ */
+import { uuidFromBytes } from './ids.js';
+
+export const CONTENT_TYPE_JSON = 'application/json';
+export const CONTENT_TYPE_BINARY = 'application/octet-stream';
+
+/** An event as given to `append`. */
+export interface EventInput {
+  /** The event's type, e.g. `OrderPlaced`. */
+  type: string;
+  /**
+   * The payload. Any JSON value is stored as JSON. A `Uint8Array` is stored as is, with
+   * `contentType` (default `application/octet-stream`; with `application/json` the bytes must be
+   * valid JSON, and are checked).
+   */
+  data?: unknown;
+  /** JSON object stored beside the data: correlation ids, causation, the actor. */
+  metadata?: Record<string, unknown>;
+  /** A UUID. Generated when absent. Re-sending the same ids makes an append idempotent. */
+  id?: string;
+  contentType?: string;
+}
+
+/**
+ * What an append expects of the stream before it writes:
+ * - `any`: no check;
+ * - `no_stream`: the stream has no events yet;
+ * - `stream_exists`: the stream has at least one event;
+ * - a number: the revision of the stream's last event (the stream is at exactly this revision).
+ */
+export type ExpectedRevision = 'any' | 'no_stream' | 'stream_exists' | number;
+
+export interface AppendOptions {
+  /** @default 'any' */
+  expectedRevision?: ExpectedRevision;
+}
+
+export interface AppendResult {
+  /** The log position of each appended event, in order. */
+  positions: number[];
+  /** The stream's revision after the append: the revision of the last event appended. */
+  revision: number;
+}
+
+export type Direction = 'forwards' | 'backwards';
+
+export interface ReadStreamOptions {
+  /** First revision to read (inclusive), or 'start' / 'end'. @default 'start' forwards, 'end' backwards */
+  from?: number | 'start' | 'end';
+  /** @default 'forwards' */
+  direction?: Direction;
+  /** Most events to return. @default no limit */
+  limit?: number;
+}
+
+export interface ReadAllFilter {
+  /** Only streams whose name starts with one of these prefixes. */
+  streamPrefix?: string | string[];
+  /** Only streams in one of these categories (`order` matches `order-1`, not `orders-1`). */
+  category?: string | string[];
+  /** Only events of one of these types. */
+  types?: string | string[];
+}
+
+export interface ReadAllOptions {
+  /** First position to read (inclusive), or 'start' / 'end'. @default 'start' forwards, 'end' backwards */
+  from?: number | 'start' | 'end';
+  /** @default 'forwards' */
+  direction?: Direction;
+  /** Most events to return (after filtering). @default no limit */
+  limit?: number;
+  filter?: ReadAllFilter;
+}
+
+export interface StreamInfo {
+  stream: string;
+  /** Revision of the last event. */
+  revision: number;
+  /** Events in the stream. */
+  eventCount: number;
+  firstPosition: number;
+  lastPosition: number;
+  /** Commit time of the first event, ms since the epoch. */
+  createdAt: number;
+  /** Commit time of the last event, ms since the epoch. */
+  updatedAt: number;
+}
+
+/** A read's results: iterate with `for await`, or collect with `toArray()`. */
+export interface EventReader extends AsyncIterable<RecordedEvent> {
+  toArray(): Promise<RecordedEvent[]>;
+}
+
+/** Produces the next page of a read, or undefined when the read is done. */
+export type PageSource = () => Promise<RecordedEvent[] | undefined>;
+
+/**
+ * Wraps a paged read as an EventReader. Pages keep the per-event cost of `for await` to one
+ * resolved promise; each iteration starts the read afresh.
+ */
+export function eventReader(open: () => PageSource): EventReader {
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<RecordedEvent> {
+      const next = open();
+      let page: RecordedEvent[] = [];
+      let i = 0;
+      let done = false;
+      return {
+        async next(): Promise<IteratorResult<RecordedEvent>> {
+          while (i >= page.length) {
+            if (done) return { done: true, value: undefined };
+            const p = await next();
+            if (p === undefined) {
+              done = true;
+              page = [];
+              i = 0;
+              return { done: true, value: undefined };
+            }
+            page = p;
+            i = 0;
+          }
+          return { done: false, value: page[i++]! };
+        },
+        async return(): Promise<IteratorResult<RecordedEvent>> {
+          done = true;
+          page = [];
+          return { done: true, value: undefined };
+        },
+      };
+    },
+    async toArray() {
+      const next = open();
+      const out: RecordedEvent[] = [];
+      for (let p = await next(); p !== undefined; p = await next()) for (const e of p) out.push(e);
+      return out;
+    },
+  };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: false });
+
+/**
+ * An event as stored. `data`, `metadata` and `id` are decoded on first access, so scanning the
+ * log does not pay for fields a reader never looks at. `toJSON()` gives a plain object.
+ */
+export class RecordedEvent {
+  readonly position: number;
+  readonly stream: string;
+  readonly revision: number;
+  readonly type: string;
+  readonly contentType: string;
+  /** Commit time, ms since the epoch. */
+  readonly timestamp: number;
+  #idBytes: Uint8Array | undefined;
+  #id: string | undefined;
+  #dataBytes: Uint8Array;
+  #data: unknown;
+  #dataDecoded = false;
+  #metadataBytes: Uint8Array | undefined;
+  #metadata: Record<string, unknown> | undefined;
+
+  constructor(
+    position: number,
+    stream: string,
+    revision: number,
+    id: string | Uint8Array,
+    type: string,
+    contentType: string,
+    timestamp: number,
+    metadataBytes: Uint8Array | undefined,
+    dataBytes: Uint8Array,
+  ) {
+    this.position = position;
+    this.stream = stream;
+    this.revision = revision;
+    if (typeof id === 'string') this.#id = id;
+    else this.#idBytes = id;
+    this.type = type;
+    this.contentType = contentType;
+    this.timestamp = timestamp;
+    this.#metadataBytes = metadataBytes !== undefined && metadataBytes.length > 0 ? metadataBytes : undefined;
+    this.#dataBytes = dataBytes;
+  }
+
+  get id(): string {
+    return (this.#id ??= uuidFromBytes(this.#idBytes!, 0));
+  }
+
+  /** The payload: parsed JSON for JSON content, the bytes otherwise. */
+  get data(): unknown {
+    if (!this.#dataDecoded) {
+      this.#data = this.isJson ? (this.#dataBytes.length === 0 ? null : JSON.parse(utf8.decode(this.#dataBytes))) : this.#dataBytes;
+      this.#dataDecoded = true;
+    }
+    return this.#data;
+  }
+
+  /** The payload exactly as stored (the JSON text's UTF-8 bytes for JSON content). */
+  get rawData(): Uint8Array {
+    return this.#dataBytes;
+  }
+
+  get metadata(): Record<string, unknown> {
+    if (this.#metadata === undefined) {
+      this.#metadata = this.#metadataBytes === undefined ? {} : (JSON.parse(utf8.decode(this.#metadataBytes)) as Record<string, unknown>);
+    }
+    return this.#metadata;
+  }
+
+  get rawMetadata(): Uint8Array | undefined {
+    return this.#metadataBytes;
+  }
+
+  get isJson(): boolean {
+    return this.contentType === CONTENT_TYPE_JSON;
+  }
+
+  /** The stream's category: the part of its name before the first '-'. */
+  get category(): string {
+    return categoryOf(this.stream);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      position: this.position,
+      stream: this.stream,
+      revision: this.revision,
+      id: this.id,
+      type: this.type,
+      contentType: this.contentType,
+      timestamp: this.timestamp,
+      data: this.isJson ? this.data : Buffer.from(this.#dataBytes).toString('base64'),
+      metadata: this.metadata,
+    };
+  }
+}
+
+export function categoryOf(stream: string): string {
+  const dash = stream.indexOf('-');
+  return dash < 0 ? stream : stream.slice(0, dash);
+}
+
+export interface ListStreamsOptions {
+  /** Only streams whose name starts with this. @default '' */
+  prefix?: string;
+  /** Continue after this stream name (exclusive), for paging. */
+  after?: string;
+  /** @default 100 */
+  limit?: number;
+}
+
+/**
+ * The event store interface. The embedded store (`openStore`) implements it; the client of the
+ * server implements the same, so an application switches between them by changing one line.
+ */
+export interface EventStore {
+  append(stream: string, events: EventInput[], options?: AppendOptions): Promise<AppendResult>;
+  readStream(stream: string, options?: ReadStreamOptions): EventReader;
+  readAll(options?: ReadAllOptions): EventReader;
+  /** The stream's facts, or undefined when it has no events. */
+  streamInfo(stream: string): Promise<StreamInfo | undefined>;
+  listStreams(options?: ListStreamsOptions): Promise<StreamInfo[]>;
+  /** Position of the last event in the log (0 when the log is empty). */
+  headPosition(): Promise<number>;
+  close(): Promise<void>;
+}

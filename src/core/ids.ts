@@ -1,0 +1,38 @@
+/** Event ids: RFC 9562 UUIDs, carried as canonical strings and stored as 16 bytes. */
+import { randomUUID } from 'node:crypto';
+
+const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+export function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && value.length === 36 && UUID_RE.test(value);
+}
+
+export function newEventId(): string {
+  return randomUUID();
+}
+
+/** Writes the 16 bytes of a canonical UUID string into `out` at `offset`. */
+export function uuidToBytes(uuid: string, out: Uint8Array, offset: number): void {
+  let j = offset;
+  for (let i = 0; i < 36; i++) {
+    const c = uuid.charCodeAt(i);
+    if (c === 45 /* - */) continue;
+    out[j++] = (hexValue(c) << 4) | hexValue(uuid.charCodeAt(++i));
+  }
+}
+
+/** Formats 16 bytes as a canonical lower-case UUID string. */
+export function uuidFromBytes(bytes: Uint8Array, offset: number): string {
+  const h = (k: number): string => HEX[bytes[offset + k]!]!;
+  return (
+    h(0) + h(1) + h(2) + h(3) + '-' + h(4) + h(5) + '-' + h(6) + h(7) + '-' + h(8) + h(9) + '-' +
+    h(10) + h(11) + h(12) + h(13) + h(14) + h(15)
+  );
+}
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  return c - 55; // A-F: the caller has checked the string with isUuid
+}

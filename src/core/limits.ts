@@ -1,0 +1,112 @@
+/**
+ * Every bound Eventful enforces, in one place, with its unit, why it exists and what it costs.
+ * docs/limits.md is the reference table for users; `checkLimitRelations` runs when a store opens
+ * and refuses settings whose bounds contradict each other.
+ *
+ * Limits that a store's owner may tune are in `StoreLimits` (passed to `openStore({ limits })`);
+ * the rest are format constants that the on-disk layout depends on.
+ */
+import { ConfigInvalidError } from './errors.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+export const DEFAULT_LIMITS = {
+  /**
+   * Largest encoded event (stream name, type, content type, metadata and data together).
+   * Bounds the memory one event can pin in a reader or writer.
+   * @default 1 MiB
+   */
+  eventBytesMax: 1 * MiB,
+  /** Largest metadata object, JSON-encoded. @default 64 KiB */
+  metadataBytesMax: 64 * KiB,
+  /** Events in one append. One append is one atomic unit in the log. @default 10,000 */
+  eventsPerAppendMax: 10_000,
+  /** Encoded bytes of one append; an append must also fit in one segment. @default 16 MiB */
+  appendBytesMax: 16 * MiB,
+  /** Stream name length in UTF-8 bytes. Names are index keys, never file paths. @default 256 */
+  streamNameBytesMax: 256,
+  /** Event type length in UTF-8 bytes. @default 256 */
+  eventTypeBytesMax: 256,
+  /** Content type length in bytes (printable ASCII). @default 128 */
+  contentTypeBytesMax: 128,
+  /**
+   * Appends accepted but not yet written. When full, append rejects with OVERLOADED (retriable)
+   * instead of queueing without bound. @default 100,000
+   */
+  pendingAppendsMax: 100_000,
+  /** Bytes of appends accepted but not yet written. @default 256 MiB */
+  pendingAppendBytesMax: 256 * MiB,
+  /**
+   * Bytes one group commit writes before it syncs. Larger batches amortise the sync further but
+   * delay the first append of the batch. @default 8 MiB
+   */
+  groupCommitBytesMax: 8 * MiB,
+  /**
+   * Events appended with expectedRevision `any` or `stream_exists` whose ids are remembered for
+   * idempotent retries (about 100 bytes of memory each). Appends with an exact revision or
+   * `no_stream` are checked against the log itself, without a window. @default 100,000
+   */
+  idempotencyWindowEvents: 100_000,
+  /** Bytes read from a segment per read call when scanning the log. @default 1 MiB */
+  readChunkBytes: 1 * MiB,
+  /** Segment files kept open for reading at once. @default 64 */
+  openSegmentsMax: 64,
+  /**
+   * Index entries kept in memory before the index is written to its database. Appends wait when
+   * twice this many are unwritten, so memory stays bounded under any load. @default 200,000
+   */
+  indexMemtableEventsMax: 200_000,
+} as const;
+
+export type StoreLimits = { -readonly [K in keyof typeof DEFAULT_LIMITS]: number };
+
+/** Format constants: changing one changes the on-disk format. */
+export const FORMAT = {
+  /** Segment header size in bytes. */
+  segmentHeaderBytes: 64,
+  /** Smallest segment size accepted, so a segment always holds real work. */
+  segmentBytesMinimum: 64 * KiB,
+  /** Largest segment size: offsets within a segment are stored as u32. */
+  segmentBytesMaximum: 4 * 1024 * MiB - 1,
+  /** Default maximum segment size. @default 128 MiB */
+  segmentBytesDefault: 128 * MiB,
+  /** Record framing overhead: u32 length + u32 CRC32C before the body, u32 length after. */
+  recordFrameBytes: 12,
+  /** Fixed part of a record body (see src/log/record.ts). */
+  recordFixedBodyBytes: 2 + 8 + 8 + 8 + 16 + 2 + 2 + 1 + 4 + 4,
+  /** Positions are exposed as JS numbers: at 1M events/s this lasts 285 years. */
+  positionMax: Number.MAX_SAFE_INTEGER,
+} as const;
+
+export function resolveLimits(overrides: Partial<StoreLimits> | undefined): StoreLimits {
+  const limits: StoreLimits = { ...DEFAULT_LIMITS };
+  for (const [key, value] of Object.entries(overrides ?? {})) {
+    if (!(key in DEFAULT_LIMITS)) {
+      throw new ConfigInvalidError(`unknown limit '${key}'; known limits: ${Object.keys(DEFAULT_LIMITS).join(', ')}`);
+    }
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+      throw new ConfigInvalidError(`limit '${key}' must be a positive integer, got ${String(value)}`);
+    }
+    limits[key as keyof StoreLimits] = value;
+  }
+  return Object.freeze(limits);
+}
+
+/** Refuses settings whose bounds contradict each other; called when a store opens. */
+export function checkLimitRelations(limits: StoreLimits, segmentBytes: number): void {
+  const fail = (message: string): never => {
+    throw new ConfigInvalidError(message, { limits, segmentBytes });
+  };
+  if (!Number.isSafeInteger(segmentBytes) || segmentBytes < FORMAT.segmentBytesMinimum || segmentBytes > FORMAT.segmentBytesMaximum) {
+    fail(`segmentBytes must be an integer from ${FORMAT.segmentBytesMinimum} to ${FORMAT.segmentBytesMaximum}, got ${segmentBytes}`);
+  }
+  if (limits.metadataBytesMax > limits.eventBytesMax) fail('metadataBytesMax must not exceed eventBytesMax');
+  if (limits.eventBytesMax > limits.appendBytesMax) fail('eventBytesMax must not exceed appendBytesMax');
+  if (limits.eventBytesMax + FORMAT.recordFrameBytes + FORMAT.recordFixedBodyBytes > limits.readChunkBytes * 64) {
+    fail('readChunkBytes is too small for eventBytesMax');
+  }
+  if (limits.streamNameBytesMax > 0xffff || limits.eventTypeBytesMax > 0xffff) fail('name limits must fit in u16');
+  if (limits.contentTypeBytesMax > 0xff) fail('contentTypeBytesMax must fit in u8');
+  if (limits.appendBytesMax > limits.pendingAppendBytesMax) fail('appendBytesMax must not exceed pendingAppendBytesMax');
+}

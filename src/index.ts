@@ -1,0 +1,8 @@
+/** Eventful: one durable log, two ways to read it. The embedded store's public API. */
+export { openStore, FileEventStore } from './streams/store.js';
+export type { OpenStoreOptions, RecoveryReport } from './streams/store.js';
+export * from './core/events.js';
+export * from './core/errors.js';
+export { DEFAULT_LIMITS, FORMAT } from './core/limits.js';
+export type { StoreLimits } from './core/limits.js';
+export type { DurabilityMode } from './log/writer.js';

@@ -1,0 +1,948 @@
+/**
+ * The embedded event store: event-store semantics (expected revisions, idempotency, reads,
+ * categories) over the file log (src/log/).
+ *
+ * Layout of a data directory:
+ *   <dir>/eventful.json   the log's id and format version, written once at creation
+ *   <dir>/LOCK            who holds the directory (see src/log/lock.ts)
+ *   <dir>/log/*.seg       segment files (src/log/segments.ts, src/log/record.ts)
+ *   <dir>/index/          the stream index, LMDB (src/log/stream-index.ts)
+ *
+ * Write path (group commit): `append` checks its input and queues it. One loop takes every
+ * queued append, decides each against the stream's state (including earlier appends of the same
+ * batch), frames the accepted ones into one buffer, and has the writer write and sync it once.
+ * Only then are the appends resolved, added to the index memtable, and made visible to readers.
+ * While a batch syncs, the next one gathers: the sync cost is shared by everyone waiting.
+ *
+ * Readers see only what is acknowledged: the index and `#head` move after the sync.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import {
+  ConfigInvalidError,
+  CorruptionError,
+  IdempotencyConflictError,
+  InvalidArgumentError,
+  OverloadedError,
+  StorageFailedError,
+  StoreClosedError,
+  WrongExpectedRevisionError,
+  assert,
+} from '../core/errors.js';
+import { RecordedEvent, eventReader } from '../core/events.js';
+import type {
+  AppendOptions,
+  AppendResult,
+  EventInput,
+  EventReader,
+  EventStore,
+  ExpectedRevision,
+  ListStreamsOptions,
+  PageSource,
+  ReadAllOptions,
+  ReadStreamOptions,
+  StreamInfo,
+} from '../core/events.js';
+import { uuidFromBytes } from '../core/ids.js';
+import { FORMAT, checkLimitRelations, resolveLimits } from '../core/limits.js';
+import type { StoreLimits } from '../core/limits.js';
+import { lockDir } from '../log/lock.js';
+import type { DirLock } from '../log/lock.js';
+import { FLAG_COMMIT, RECORD_HEADER_BYTES, checkFrame, encodeRecord, frame, frameFields } from '../log/record.js';
+import type { PreparedEvent } from '../log/record.js';
+import { scanSegmentSync } from '../log/recovery.js';
+import { scanBackward, scanForward } from '../log/scan.js';
+import { HEADER_BYTES, SegmentFiles, createSegment, listSegments, readSegmentHeader } from '../log/segments.js';
+import { StreamIndex } from '../log/stream-index.js';
+import type { IndexEntry, StreamState } from '../log/stream-index.js';
+import { LogWriter } from '../log/writer.js';
+import type { AppendSpan, DurabilityMode } from '../log/writer.js';
+import {
+  checkAppendOptions,
+  checkDirection,
+  checkExpectedRevision,
+  checkFrom,
+  checkLimit,
+  checkOptionKeys,
+  checkStreamName,
+  compileFilter,
+  matchesStream,
+  prepareEvents,
+} from './validate.js';
+import type { CompiledFilter } from './validate.js';
+
+export interface OpenStoreOptions {
+  /** Data directory; created when missing. */
+  dir: string;
+  /** When an append is acknowledged. @default 'always' */
+  durability?: DurabilityMode;
+  /** Sync period for durability 'interval'. @default 100 */
+  syncIntervalMs?: number;
+  /** Maximum segment file size. @default 128 MiB */
+  segmentBytes?: number;
+  /** How often the index memtable is written to LMDB. @default 200 */
+  indexFlushIntervalMs?: number;
+  limits?: Partial<StoreLimits>;
+  /** Called with recovery findings and other things an operator should know. */
+  onWarning?: (message: string, details: Record<string, unknown>) => void;
+}
+
+export interface RecoveryReport {
+  /** Bytes cut off the end of the last segment (a torn or uncommitted tail). */
+  truncatedBytes: number;
+  truncatedFile: string | undefined;
+  truncatedReason: string | undefined;
+  /** Events read from the log to bring the index up to date. */
+  replayedEvents: number;
+  /** True when the index was dropped and rebuilt from the whole log. */
+  indexRebuilt: boolean;
+  indexRebuildReason: string | undefined;
+  durationMs: number;
+}
+
+export const DEFAULT_SYNC_INTERVAL_MS = 100;
+export const DEFAULT_INDEX_FLUSH_INTERVAL_MS = 200;
+const OPTION_KEYS = ['dir', 'durability', 'syncIntervalMs', 'segmentBytes', 'indexFlushIntervalMs', 'limits', 'onWarning'];
+const READ_PAGE_EVENTS = 512;
+
+interface PendingAppend {
+  stream: string;
+  prepared: PreparedEvent[];
+  bytes: number;
+  expected: ExpectedRevision;
+  resolve: (r: AppendResult) => void;
+  reject: (e: unknown) => void;
+}
+
+/** An event of the batch being formed, for idempotency checks within the batch. */
+interface BatchEvent {
+  id: string;
+  position: number;
+}
+
+interface BatchStream {
+  state: StreamState;
+  /** Events this batch adds to the stream, by revision - (state.revision - events.length + 1). */
+  events: BatchEvent[];
+  /** The stream's revision before this batch. */
+  baseRevision: number;
+  isNew: boolean;
+}
+
+interface IdWindowEntry {
+  stream: string;
+  revision: number;
+}
+
+export async function openStore(options: OpenStoreOptions): Promise<FileEventStore> {
+  return FileEventStore.open(options);
+}
+
+export class FileEventStore implements EventStore {
+  readonly dir: string;
+  readonly limits: StoreLimits;
+  readonly durability: DurabilityMode;
+  readonly segmentBytes: number;
+  /** What opening the store found and repaired. */
+  readonly recovery: RecoveryReport;
+
+  #logId: string;
+  #lock: DirLock;
+  #segments: SegmentFiles;
+  #index: StreamIndex;
+  #writer!: LogWriter;
+  #head: number; // last acknowledged position
+  #committedBase: number; // active segment and the end of its acknowledged bytes
+  #committedEnd: number;
+  #queue: PendingAppend[] = [];
+  #queuedBytes = 0;
+  #running: Promise<void> | undefined;
+  #failed: Error | undefined;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #idWindow = new Map<string, IdWindowEntry>();
+  #flushTimer: NodeJS.Timeout;
+  #onWarning: (message: string, details: Record<string, unknown>) => void;
+  #scan: { chunkBytes: number; frameBytesMax: number };
+
+  private constructor(init: {
+    dir: string;
+    limits: StoreLimits;
+    durability: DurabilityMode;
+    segmentBytes: number;
+    logId: string;
+    lock: DirLock;
+    segments: SegmentFiles;
+    index: StreamIndex;
+    head: number;
+    committedBase: number;
+    committedEnd: number;
+    recovery: RecoveryReport;
+    indexFlushIntervalMs: number;
+    onWarning: (message: string, details: Record<string, unknown>) => void;
+  }) {
+    this.dir = init.dir;
+    this.limits = init.limits;
+    this.durability = init.durability;
+    this.segmentBytes = init.segmentBytes;
+    this.#logId = init.logId;
+    this.#lock = init.lock;
+    this.#segments = init.segments;
+    this.#index = init.index;
+    this.#head = init.head;
+    this.#committedBase = init.committedBase;
+    this.#committedEnd = init.committedEnd;
+    this.recovery = init.recovery;
+    this.#onWarning = init.onWarning;
+    this.#scan = { chunkBytes: init.limits.readChunkBytes, frameBytesMax: frameBytesMax(init.limits) };
+    this.#flushTimer = setInterval(() => void this.#flushIndex(), init.indexFlushIntervalMs);
+    this.#flushTimer.unref();
+  }
+
+  static async open(options: OpenStoreOptions): Promise<FileEventStore> {
+    const started = Date.now();
+    const o = checkOptionKeys(options, OPTION_KEYS, 'openStore') as unknown as OpenStoreOptions;
+    if (typeof o.dir !== 'string' || o.dir.length === 0) throw new ConfigInvalidError("openStore needs 'dir', the data directory");
+    const durability = o.durability ?? 'always';
+    if (durability !== 'always' && durability !== 'interval' && durability !== 'none') {
+      throw new ConfigInvalidError(`durability must be 'always', 'interval' or 'none', got '${String(durability)}'`);
+    }
+    const segmentBytes = o.segmentBytes ?? FORMAT.segmentBytesDefault;
+    const syncIntervalMs = positiveInt(o.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS, 'syncIntervalMs');
+    const indexFlushIntervalMs = positiveInt(o.indexFlushIntervalMs ?? DEFAULT_INDEX_FLUSH_INTERVAL_MS, 'indexFlushIntervalMs');
+    const limits = resolveLimits(o.limits);
+    checkLimitRelations(limits, segmentBytes);
+    const onWarning = o.onWarning ?? (() => undefined);
+
+    const dir = path.resolve(o.dir);
+    const logDir = path.join(dir, 'log');
+    const indexDir = path.join(dir, 'index');
+    fs.mkdirSync(logDir, { recursive: true });
+    const lock = await lockDir(dir);
+    try {
+      const logId = readOrCreateManifest(dir);
+      const logIdBytes = Buffer.from(logId.replace(/-/g, ''), 'hex');
+      let bases = listSegments(logDir);
+      if (bases.length === 0) {
+        createSegment(logDir, { basePosition: 1, createdAt: Date.now(), segmentBytes, logId: logIdBytes });
+        bases = [1];
+      }
+      // A crash while creating a segment can leave a last file without a whole header.
+      const lastFile = path.join(logDir, segmentName(bases[bases.length - 1]!));
+      if (bases.length > 1 && fs.statSync(lastFile).size < HEADER_BYTES) {
+        onWarning('removed a segment file whose creation was interrupted', { file: lastFile });
+        fs.rmSync(lastFile);
+        bases = bases.slice(0, -1);
+      }
+      for (const base of bases) {
+        const file = path.join(logDir, segmentName(base));
+        const h = readSegmentHeader(file, logIdBytes);
+        if (h.basePosition !== base) throw new CorruptionError(file, 16, `header says base position ${h.basePosition}, the name says ${base}`);
+      }
+      const segments = new SegmentFiles(logDir, bases, limits.openSegmentsMax);
+      const r = await recover({ dir, logDir, indexDir, logId, bases, limits, onWarning });
+      const recovery: RecoveryReport = { ...r.report, durationMs: 0 };
+      const store = new FileEventStore({
+        dir,
+        limits,
+        durability,
+        segmentBytes,
+        logId,
+        lock,
+        segments,
+        index: r.index,
+        head: r.head,
+        committedBase: r.activeBase,
+        committedEnd: r.activeEnd,
+        recovery,
+        indexFlushIntervalMs,
+        onWarning,
+      });
+      store.#writer = new LogWriter(
+        { logDir, logId: logIdBytes, segmentBytes, durability, syncIntervalMs, segments },
+        r.activeBase,
+        r.activeEnd,
+      );
+      await r.index.flush(logId);
+      await store.#warmIdWindow();
+      recovery.durationMs = Date.now() - started;
+      return store;
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Appending
+
+  async append(stream: string, events: EventInput[], options?: AppendOptions): Promise<AppendResult> {
+    this.#checkOpen();
+    checkStreamName(stream, this.limits);
+    const expected = checkExpectedRevision(checkAppendOptions(options).expectedRevision);
+    const { prepared, bytes } = prepareEvents(Buffer.from(stream, 'utf8'), events, this.limits, this.#writer.segmentCapacity);
+    if (this.#queue.length >= this.limits.pendingAppendsMax || this.#queuedBytes + bytes > this.limits.pendingAppendBytesMax) {
+      throw new OverloadedError(`too many appends waiting to be written (${this.#queue.length} appends, ${this.#queuedBytes} bytes); retry shortly`, {
+        pendingAppends: this.#queue.length,
+        pendingBytes: this.#queuedBytes,
+      });
+    }
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.#queue.push({ stream, prepared, bytes, expected, resolve, reject });
+      this.#queuedBytes += bytes;
+      this.#running ??= this.#runWriter();
+    });
+  }
+
+  async #runWriter(): Promise<void> {
+    try {
+      while (this.#queue.length > 0 && this.#failed === undefined) {
+        // Bound memory: let the index catch up before producing more entries.
+        if (this.#index.memtableEvents >= 2 * this.limits.indexMemtableEventsMax) {
+          await this.#flushIndex();
+        }
+        const batch = this.#takeBatch();
+        await this.#commitBatch(batch);
+        if (this.#index.memtableEvents >= this.limits.indexMemtableEventsMax && this.#index.flushing === undefined) {
+          void this.#flushIndex();
+        }
+      }
+    } finally {
+      this.#running = undefined;
+    }
+  }
+
+  #takeBatch(): PendingAppend[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.#queue.length) {
+      const b = this.#queue[n]!.bytes;
+      if (n > 0 && bytes + b > this.limits.groupCommitBytesMax) break;
+      bytes += b;
+      n++;
+    }
+    const batch = this.#queue.splice(0, n);
+    this.#queuedBytes -= bytes;
+    return batch;
+  }
+
+  async #commitBatch(batch: PendingAppend[]): Promise<void> {
+    const now = Date.now();
+    const streams = new Map<string, BatchStream>();
+    const accepted: Array<{ req: PendingAppend; first: number; firstRevision: number; state: StreamState }> = [];
+    const duplicates: Array<{ req: PendingAppend; result: AppendResult }> = [];
+    let next = this.#head + 1;
+    let bytes = 0;
+    for (const req of batch) {
+      let s = streams.get(req.stream);
+      if (s === undefined) {
+        const state = this.#index.getStream(req.stream);
+        s = state
+          ? { state: { ...state }, events: [], baseRevision: state.revision, isNew: false }
+          : { state: { id: 0, revision: -1, eventCount: 0, firstPosition: 0, lastPosition: 0, createdAt: now, updatedAt: now }, events: [], baseRevision: -1, isNew: true };
+        streams.set(req.stream, s);
+      }
+      let outcome: AppendResult | 'append';
+      try {
+        outcome = this.#decide(req, s);
+      } catch (err) {
+        req.reject(err);
+        continue;
+      }
+      if (outcome !== 'append') {
+        duplicates.push({ req, result: outcome });
+        continue;
+      }
+      const n = req.prepared.length;
+      const st = s.state;
+      if (st.id === 0) st.id = this.#index.allocateStreamId();
+      if (st.revision < 0) {
+        st.firstPosition = next;
+        st.createdAt = now;
+      }
+      const firstRevision = st.revision + 1;
+      for (let i = 0; i < n; i++) s.events.push({ id: req.prepared[i]!.idString, position: next + i });
+      st.revision += n;
+      st.eventCount += n;
+      st.lastPosition = next + n - 1;
+      st.updatedAt = now;
+      accepted.push({ req, first: next, firstRevision, state: { ...st } });
+      next += n;
+      bytes += req.bytes;
+    }
+
+    if (accepted.length > 0) {
+      const buf = Buffer.allocUnsafe(bytes);
+      const spans: AppendSpan[] = new Array(accepted.length);
+      let off = 0;
+      for (let a = 0; a < accepted.length; a++) {
+        const { req, first, firstRevision } = accepted[a]!;
+        const start = off;
+        const last = req.prepared.length - 1;
+        for (let i = 0; i <= last; i++) {
+          off = encodeRecord(buf, off, req.prepared[i]!, first + i, firstRevision + i, now, i === last ? FLAG_COMMIT : 0);
+        }
+        spans[a] = { start, end: off, firstPosition: first };
+      }
+      let locations;
+      try {
+        locations = await this.#writer.write(buf, spans);
+      } catch (err) {
+        this.#fail(err as Error);
+        for (const { req } of accepted) req.reject(err);
+        for (const { req } of duplicates) req.reject(err);
+        return;
+      }
+      // Durable: publish to the index, the id window and readers, then acknowledge.
+      for (let a = 0; a < accepted.length; a++) {
+        const { req, first, firstRevision, state } = accepted[a]!;
+        const loc = locations[a]!;
+        const entries: IndexEntry[] = new Array(req.prepared.length);
+        let fileOffset = loc.offset;
+        for (let i = 0; i < req.prepared.length; i++) {
+          const p = req.prepared[i]!;
+          entries[i] = { revision: firstRevision + i, position: first + i, offset: fileOffset, frameBytes: p.frameBytes };
+          fileOffset += p.frameBytes;
+          this.#rememberId(p.idString, req.stream, firstRevision + i);
+        }
+        this.#index.add(req.stream, state, entries, loc.segmentBase, fileOffset);
+        this.#head = first + req.prepared.length - 1;
+        this.#committedBase = loc.segmentBase;
+        this.#committedEnd = fileOffset;
+      }
+      for (const { req, first, firstRevision } of accepted) {
+        const n = req.prepared.length;
+        const positions = new Array<number>(n);
+        for (let i = 0; i < n; i++) positions[i] = first + i;
+        req.resolve({ positions, revision: firstRevision + n - 1 });
+      }
+    }
+    for (const { req, result } of duplicates) req.resolve(result);
+  }
+
+  /**
+   * Decides one append against its stream's state (which includes earlier appends of this
+   * batch): 'append', the original result of an idempotent retry, or a thrown error.
+   */
+  #decide(req: PendingAppend, s: BatchStream): AppendResult | 'append' {
+    const rev = s.state.revision;
+    const exp = req.expected;
+    const ids = req.prepared;
+    if (typeof exp === 'number' || exp === 'no_stream') {
+      const r = exp === 'no_stream' ? -1 : exp;
+      if (rev === r) return 'append';
+      if (rev > r) {
+        const dup = this.#idempotentResult(req, s, r + 1);
+        if (dup !== undefined) return dup;
+      }
+      throw new WrongExpectedRevisionError(req.stream, exp, rev);
+    }
+    const seen = this.#idWindow.get(ids[0]!.idString);
+    if (seen !== undefined && seen.stream === req.stream && seen.revision <= rev) {
+      const dup = this.#idempotentResult(req, s, seen.revision);
+      if (dup !== undefined) return dup;
+    }
+    if (exp === 'stream_exists' && rev < 0) throw new WrongExpectedRevisionError(req.stream, exp, rev);
+    return 'append';
+  }
+
+  /**
+   * If the stream holds the append's event ids from revision `from` on, the original result.
+   * Undefined when the first id is not there (not a retry). Throws when only some match.
+   */
+  #idempotentResult(req: PendingAppend, s: BatchStream, from: number): AppendResult | undefined {
+    const n = req.prepared.length;
+    const found = this.#idsAt(req.stream, s, from, n);
+    if (found.length === 0 || found[0]!.id !== req.prepared[0]!.idString) return undefined;
+    for (let i = 0; i < n; i++) {
+      if (i >= found.length || found[i]!.id !== req.prepared[i]!.idString) {
+        throw new IdempotencyConflictError(
+          req.stream,
+          `append to '${req.stream}' repeats event ${req.prepared[0]!.idString} at revision ${from} but its other events differ from the ones written then`,
+          { revision: from, matching: i },
+        );
+      }
+    }
+    return { positions: found.map((f) => f.position), revision: from + n - 1 };
+  }
+
+  /** Ids and positions of the stream's events at revisions from..from+count-1 that exist. */
+  #idsAt(stream: string, s: BatchStream, from: number, count: number): BatchEvent[] {
+    const out: BatchEvent[] = [];
+    const last = Math.min(s.state.revision, from + count - 1);
+    let rev = from;
+    if (rev <= s.baseRevision && !s.isNew) {
+      const entries = this.#index.entries(stream, s.state.id, rev, false, Math.min(last, s.baseRevision) - rev + 1);
+      for (const e of entries) {
+        const ev = this.#readEntries([e])[0]!;
+        out.push({ id: ev.id, position: e.position });
+      }
+      rev += entries.length;
+    }
+    for (; rev <= last; rev++) {
+      const be = s.events[rev - (s.baseRevision + 1)];
+      if (be === undefined) break;
+      out.push(be);
+    }
+    return out;
+  }
+
+  #rememberId(id: string, stream: string, revision: number): void {
+    const w = this.#idWindow;
+    w.delete(id);
+    w.set(id, { stream, revision });
+    if (w.size > this.limits.idempotencyWindowEvents) {
+      const oldest = w.keys().next().value as string;
+      w.delete(oldest);
+    }
+  }
+
+  async #warmIdWindow(): Promise<void> {
+    const max = this.limits.idempotencyWindowEvents;
+    if (max === 0 || this.#head === 0) return;
+    const recent = await this.readAll({ direction: 'backwards', limit: max }).toArray();
+    for (let i = recent.length - 1; i >= 0; i--) {
+      const e = recent[i]!;
+      this.#rememberId(e.id, e.stream, e.revision);
+    }
+  }
+
+  #fail(err: Error): void {
+    if (this.#failed !== undefined) return;
+    this.#failed = err;
+    this.#onWarning('the store stopped accepting appends after a storage failure; reopen it to recover', { error: err.message });
+    for (const req of this.#queue.splice(0)) req.reject(err);
+    this.#queuedBytes = 0;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed || this.#closing) throw new StoreClosedError();
+    if (this.#failed !== undefined) throw new StorageFailedError(`the store failed earlier and accepts no appends: ${this.#failed.message}`);
+  }
+
+  async #flushIndex(): Promise<void> {
+    try {
+      await this.#index.flush(this.#logId);
+    } catch (err) {
+      this.#onWarning('writing the stream index failed; will retry', { error: (err as Error).message });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reading
+
+  readStream(stream: string, options?: ReadStreamOptions): EventReader {
+    if (this.#closed) throw new StoreClosedError();
+    checkStreamName(stream, this.limits, true);
+    const o = checkOptionKeys(options, ['from', 'direction', 'limit'], 'readStream');
+    const from = checkFrom(o.from, 'from');
+    const backwards = checkDirection(o.direction);
+    const limit = checkLimit(o.limit);
+    return eventReader(() => this.#streamPages(stream, from, backwards, limit));
+  }
+
+  #streamPages(stream: string, from: number | 'start' | 'end' | undefined, backwards: boolean, limit: number): PageSource {
+    let remaining = limit;
+    let next: number | undefined;
+    let streamId: number | undefined;
+    return async () => {
+      if (remaining <= 0) return undefined;
+      this.#checkReadable();
+      if (streamId === undefined) {
+        const st = this.#index.getStream(stream);
+        if (st === undefined) return undefined;
+        streamId = st.id;
+        if (backwards) next = from === undefined || from === 'end' ? st.revision : from === 'start' ? 0 : from;
+        else next = from === undefined || from === 'start' ? 0 : from === 'end' ? st.revision + 1 : from;
+      }
+      if (next! < 0) return undefined;
+      const entries = this.#index.entries(stream, streamId, next!, backwards, Math.min(remaining, READ_PAGE_EVENTS));
+      if (entries.length === 0) return undefined;
+      remaining -= entries.length;
+      next = entries[entries.length - 1]!.revision + (backwards ? -1 : 1);
+      return this.#readEntries(entries);
+    };
+  }
+
+  /** Reads the records of index entries, coalescing neighbours in a file into one read. */
+  #readEntries(entries: IndexEntry[]): RecordedEvent[] {
+    const out: RecordedEvent[] = new Array(entries.length);
+    let i = 0;
+    while (i < entries.length) {
+      const base = this.#segments.segmentFor(entries[i]!.position);
+      assert(base !== undefined, 'an indexed position has a segment');
+      // A run: consecutive entries that sit back to back in the same file.
+      let j = i + 1;
+      let lo = entries[i]!.offset;
+      let hi = lo + entries[i]!.frameBytes;
+      while (j < entries.length && hi - lo < this.limits.readChunkBytes) {
+        const e = entries[j]!;
+        if (this.#segments.segmentFor(e.position) !== base) break;
+        if (e.offset === hi) hi += e.frameBytes;
+        else if (e.offset + e.frameBytes === lo) lo = e.offset;
+        else break;
+        j++;
+      }
+      const buf = Buffer.allocUnsafe(hi - lo);
+      const n = this.#segments.readSync(base, buf, 0, hi - lo, lo);
+      for (let k = i; k < j; k++) {
+        const e = entries[k]!;
+        const off = e.offset - lo;
+        const c = checkFrame(buf, off, n, this.#scan.frameBytesMax);
+        if (!c.ok || frame.position(buf, off) !== e.position) {
+          throw new CorruptionError(this.#segments.fileOf(base), e.offset, c.ok ? `index points at position ${e.position} but the record holds ${frame.position(buf, off)}` : c.incomplete ? 'record cut short' : c.reason);
+        }
+        out[k] = decodeEvent(buf, off);
+      }
+      i = j;
+    }
+    return out;
+  }
+
+  readAll(options?: ReadAllOptions): EventReader {
+    if (this.#closed) throw new StoreClosedError();
+    const o = checkOptionKeys(options, ['from', 'direction', 'limit', 'filter'], 'readAll');
+    const from = checkFrom(o.from, 'from');
+    const backwards = checkDirection(o.direction);
+    const limit = checkLimit(o.limit);
+    const filter = compileFilter(o.filter as ReadAllOptions['filter']);
+    return eventReader(() => (backwards ? this.#allBackwardPages(from, limit, filter) : this.#allForwardPages(from, limit, filter)));
+  }
+
+  #allForwardPages(from: number | 'start' | 'end' | undefined, limit: number, filter: CompiledFilter | undefined): PageSource {
+    // A read sees the log as it was when it started.
+    const head = this.#head;
+    const endBase = this.#committedBase;
+    const endOffset = this.#committedEnd;
+    const first = this.#segments.bases[0]!;
+    const start = from === undefined || from === 'start' ? first : from === 'end' ? head + 1 : Math.max(from, first);
+    let remaining = limit;
+    let chunks: AsyncGenerator<{ buf: Buffer; offsets: number[] }> | undefined;
+    let base: number | undefined = start <= head ? this.#segments.segmentFor(start) : undefined;
+    const segments = this.#segments;
+    const scan = this.#scan;
+    return async () => {
+      while (remaining > 0 && base !== undefined) {
+        this.#checkReadable();
+        if (chunks === undefined) {
+          const from = base === this.#segments.segmentFor(start) ? (this.#index.seek(start, base) ?? HEADER_BYTES) : HEADER_BYTES;
+          const to = base === endBase ? endOffset : fs.statSync(segments.fileOf(base)).size;
+          chunks = scanForward(segments, base, from, to, scan);
+        }
+        const r = await chunks.next();
+        if (r.done) {
+          chunks = undefined;
+          base = base === endBase ? undefined : segments.next(base);
+          continue;
+        }
+        const { buf, offsets } = r.value;
+        const page: RecordedEvent[] = [];
+        for (const off of offsets) {
+          const pos = frame.position(buf, off);
+          if (pos < start) continue;
+          if (pos > head || remaining <= 0) {
+            base = undefined;
+            break;
+          }
+          if (filter !== undefined && !matches(filter, buf, off)) continue;
+          page.push(decodeEvent(buf, off));
+          remaining--;
+        }
+        if (page.length > 0) return page;
+      }
+      if (chunks !== undefined) await chunks.return(undefined);
+      return undefined;
+    };
+  }
+
+  #allBackwardPages(from: number | 'start' | 'end' | undefined, limit: number, filter: CompiledFilter | undefined): PageSource {
+    const head = this.#head;
+    const endBase = this.#committedBase;
+    const endOffset = this.#committedEnd;
+    const first = this.#segments.bases[0]!;
+    const top = from === undefined || from === 'end' ? head : from === 'start' ? first : Math.min(from, head);
+    let remaining = limit;
+    let chunks: AsyncGenerator<{ buf: Buffer; offsets: number[] }> | undefined;
+    let base: number | undefined = top >= first && head > 0 ? this.#segments.segmentFor(top) : undefined;
+    const segments = this.#segments;
+    const scan = this.#scan;
+    return async () => {
+      while (remaining > 0 && base !== undefined) {
+        this.#checkReadable();
+        if (chunks === undefined) {
+          const to = base === endBase ? endOffset : fs.statSync(segments.fileOf(base)).size;
+          chunks = scanBackward(segments, base, HEADER_BYTES, to, scan);
+        }
+        const r = await chunks.next();
+        if (r.done) {
+          chunks = undefined;
+          base = segments.previous(base);
+          continue;
+        }
+        const { buf, offsets } = r.value;
+        const page: RecordedEvent[] = [];
+        for (const off of offsets) {
+          const pos = frame.position(buf, off);
+          if (pos > top) continue;
+          if (remaining <= 0) break;
+          if (filter !== undefined && !matches(filter, buf, off)) continue;
+          page.push(decodeEvent(buf, off));
+          remaining--;
+        }
+        if (page.length > 0) return page;
+      }
+      if (chunks !== undefined) await chunks.return(undefined);
+      return undefined;
+    };
+  }
+
+  async streamInfo(stream: string): Promise<StreamInfo | undefined> {
+    this.#checkReadable();
+    checkStreamName(stream, this.limits, true);
+    const st = this.#index.getStream(stream);
+    return st === undefined ? undefined : toInfo(stream, st);
+  }
+
+  async listStreams(options?: ListStreamsOptions): Promise<StreamInfo[]> {
+    this.#checkReadable();
+    const o = checkOptionKeys(options, ['prefix', 'after', 'limit'], 'listStreams');
+    const prefix = o.prefix ?? '';
+    if (typeof prefix !== 'string') throw new InvalidArgumentError('prefix must be a string');
+    if (o.after !== undefined && typeof o.after !== 'string') throw new InvalidArgumentError('after must be a string');
+    const limit = o.limit === undefined ? 100 : checkLimit(o.limit);
+    return this.#index.listStreams(prefix, o.after as string | undefined, Math.min(limit, 10_000)).map(({ name, state }) => toInfo(name, state));
+  }
+
+  async headPosition(): Promise<number> {
+    this.#checkReadable();
+    return this.#head;
+  }
+
+  #checkReadable(): void {
+    if (this.#closed) throw new StoreClosedError();
+  }
+
+  /** Index size figures (for the benchmark and docs). */
+  indexStats(): ReturnType<StreamIndex['stats']> {
+    return this.#index.stats();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Closing
+
+  /** Finishes queued appends durably, writes the index, releases the directory. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    while (this.#running) await this.#running;
+    clearInterval(this.#flushTimer);
+    try {
+      await this.#writer.close();
+      if (this.#failed === undefined) await this.#index.flush(this.#logId);
+    } finally {
+      this.#closed = true;
+      await this.#index.close();
+      this.#segments.closeAll();
+      await this.#lock.release();
+    }
+  }
+}
+
+function matches(filter: CompiledFilter, buf: Buffer, off: number): boolean {
+  if (filter.types !== undefined && !filter.types.has(frame.type(buf, off))) return false;
+  if (filter.prefixes === undefined && filter.categories === undefined) return true;
+  return matchesStream(filter, frame.stream(buf, off));
+}
+
+function decodeEvent(buf: Buffer, off: number): RecordedEvent {
+  const f = frameFields(buf, off);
+  return new RecordedEvent(
+    frame.position(buf, off),
+    f.stream,
+    frame.revision(buf, off),
+    frame.idBytes(buf, off),
+    f.type,
+    f.contentType,
+    frame.timestamp(buf, off),
+    f.metadata,
+    f.data,
+  );
+}
+
+function toInfo(stream: string, st: StreamState): StreamInfo {
+  return {
+    stream,
+    revision: st.revision,
+    eventCount: st.eventCount,
+    firstPosition: st.firstPosition,
+    lastPosition: st.lastPosition,
+    createdAt: st.createdAt,
+    updatedAt: st.updatedAt,
+  };
+}
+
+function frameBytesMax(limits: StoreLimits): number {
+  return limits.eventBytesMax + 12 + RECORD_HEADER_BYTES;
+}
+
+function positiveInt(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new ConfigInvalidError(`${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+function segmentName(base: number): string {
+  return `${String(base).padStart(20, '0')}.seg`;
+}
+
+function readOrCreateManifest(dir: string): string {
+  const file = path.join(dir, 'eventful.json');
+  if (fs.existsSync(file)) {
+    let m: { format?: unknown; logId?: unknown };
+    try {
+      m = JSON.parse(fs.readFileSync(file, 'utf8')) as typeof m;
+    } catch (err) {
+      throw new CorruptionError(file, 0, `unreadable manifest: ${(err as Error).message}`);
+    }
+    if (m.format !== 1 || typeof m.logId !== 'string') throw new CorruptionError(file, 0, 'manifest has an unknown format or no logId');
+    return m.logId;
+  }
+  if (listSegments(path.join(dir, 'log')).length > 0) throw new CorruptionError(file, 0, 'the manifest is missing but segment files exist');
+  const logId = randomUUID();
+  const tmp = file + '.tmp';
+  fs.writeFileSync(tmp, JSON.stringify({ format: 1, logId, createdAt: new Date().toISOString() }, null, 2) + '\n');
+  const fd = fs.openSync(tmp, 'r');
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  fs.renameSync(tmp, file);
+  return logId;
+}
+
+/**
+ * Brings the index up to the end of the log and finds where the log really ends: replays the
+ * records after the index checkpoint, cuts a torn tail of the last segment, and rebuilds the
+ * index from scratch when it cannot be trusted (missing, from another log, or ahead of the log).
+ */
+async function recover(a: {
+  dir: string;
+  logDir: string;
+  indexDir: string;
+  logId: string;
+  bases: number[];
+  limits: StoreLimits;
+  onWarning: (message: string, details: Record<string, unknown>) => void;
+}): Promise<{ index: StreamIndex; head: number; activeBase: number; activeEnd: number; report: Omit<RecoveryReport, 'durationMs'> }> {
+  const lastBase = a.bases[a.bases.length - 1]!;
+  const fileOf = (base: number): string => path.join(a.logDir, segmentName(base));
+  let index: StreamIndex;
+  let rebuildReason: string | undefined;
+  try {
+    index = StreamIndex.open(a.indexDir);
+  } catch (err) {
+    rebuildReason = `index unreadable: ${(err as Error).message}`;
+    StreamIndex.destroy(a.indexDir);
+    index = StreamIndex.open(a.indexDir);
+  }
+  const cp = index.checkpoint();
+  let startBase = a.bases[0]!;
+  let startOffset: number = HEADER_BYTES;
+  let expected = startBase;
+  if (cp !== undefined && rebuildReason === undefined) {
+    if (cp.logId !== a.logId) rebuildReason = 'index belongs to another log';
+    else if (!a.bases.includes(cp.segmentBase)) rebuildReason = `index checkpoint names a missing segment (${cp.segmentBase})`;
+    else if (cp.offset > fs.statSync(fileOf(cp.segmentBase)).size) rebuildReason = 'index is ahead of the log (the log lost its tail)';
+    else {
+      startBase = cp.segmentBase;
+      startOffset = cp.offset;
+      expected = cp.position + 1;
+    }
+  } else if (cp === undefined && rebuildReason === undefined && a.bases.length > 1) {
+    rebuildReason = 'index missing';
+  }
+  if (rebuildReason !== undefined) {
+    a.onWarning('rebuilding the stream index from the log', { reason: rebuildReason });
+    await index.close();
+    StreamIndex.destroy(a.indexDir);
+    index = StreamIndex.open(a.indexDir);
+    startBase = a.bases[0]!;
+    startOffset = HEADER_BYTES;
+    expected = startBase;
+  }
+
+  let replayed = 0;
+  let activeEnd: number = HEADER_BYTES;
+  let truncated = { bytes: 0, file: undefined as string | undefined, reason: undefined as string | undefined };
+  for (const base of a.bases) {
+    if (base < startBase) continue;
+    const file = fileOf(base);
+    const isLast = base === lastBase;
+    if (expected !== base && !(base === startBase && startOffset > HEADER_BYTES)) {
+      throw new CorruptionError(file, 0, `segment starts at position ${base} but the previous one ended at ${expected - 1}`);
+    }
+    const scan = scanSegmentSync(file, base === startBase ? startOffset : HEADER_BYTES, isLast, a.limits.readChunkBytes, frameBytesMax(a.limits), (ap) => {
+      const entries: IndexEntry[] = [];
+      let name: string | undefined;
+      let state: StreamState | undefined;
+      let ts = 0;
+      for (const off of ap.offsets) {
+        const pos = frame.position(ap.buf, off);
+        if (pos !== expected) throw new CorruptionError(file, -1, `expected position ${expected}, found ${pos}`);
+        if (name === undefined) {
+          name = frame.stream(ap.buf, off);
+          state = index.getStream(name);
+          state = state
+            ? { ...state }
+            : { id: index.allocateStreamId(), revision: -1, eventCount: 0, firstPosition: pos, lastPosition: 0, createdAt: frame.timestamp(ap.buf, off), updatedAt: 0 };
+        }
+        const rev = frame.revision(ap.buf, off);
+        if (rev !== state!.revision + 1) throw new CorruptionError(file, -1, `stream '${name}' jumps from revision ${state!.revision} to ${rev} at position ${pos}`);
+        state!.revision = rev;
+        state!.eventCount++;
+        state!.lastPosition = pos;
+        ts = frame.timestamp(ap.buf, off);
+        entries.push({ revision: rev, position: pos, offset: 0, frameBytes: ap.buf.readUInt32LE(off) });
+        expected++;
+      }
+      // File offsets: the append's frames are contiguous and end at ap.endOffset.
+      let fo = ap.endOffset;
+      for (let i = entries.length - 1; i >= 0; i--) {
+        fo -= entries[i]!.frameBytes;
+        entries[i]!.offset = fo;
+      }
+      state!.updatedAt = ts;
+      index.add(name!, state!, entries, base, ap.endOffset);
+      replayed += entries.length;
+    });
+    if (scan.cutBytes > 0) {
+      const fd = fs.openSync(file, 'r+');
+      try {
+        fs.ftruncateSync(fd, scan.validEnd);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      truncated = { bytes: scan.cutBytes, file, reason: scan.cutReason };
+      a.onWarning(`cut ${scan.cutBytes} bytes off the end of the log (torn or unfinished write)`, { file, offset: scan.validEnd, reason: scan.cutReason });
+    }
+    if (isLast) activeEnd = scan.validEnd;
+    // Bound memory while rebuilding a large index: write each segment's entries as we go.
+    if (index.memtableEvents > 0) await index.flush(a.logId);
+  }
+  return {
+    index,
+    head: expected - 1,
+    activeBase: lastBase,
+    activeEnd,
+    report: {
+      truncatedBytes: truncated.bytes,
+      truncatedFile: truncated.file,
+      truncatedReason: truncated.reason,
+      replayedEvents: replayed,
+      indexRebuilt: rebuildReason !== undefined,
+      indexRebuildReason: rebuildReason,
+    },
+  };
+}
