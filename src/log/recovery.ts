@@ -27,6 +27,8 @@ export interface SegmentScan {
   cutBytes: number;
   /** Why the tail was cut, when it was. */
   cutReason: string | undefined;
+  /** File offset of the first bad record, when there is one. */
+  problemOffset: number | undefined;
 }
 
 export function scanSegmentSync(
@@ -82,7 +84,7 @@ export function scanSegmentSync(
       problem = { offset: pos, reason: 'append without its COMMIT record' };
     }
     if (problem !== undefined && !isLast) throw new CorruptionError(file, problem.offset, problem.reason);
-    return { validEnd: pos, fileBytes, cutBytes: fileBytes - pos, cutReason: problem?.reason };
+    return { validEnd: pos, fileBytes, cutBytes: fileBytes - pos, cutReason: problem?.reason, problemOffset: problem?.offset };
   } finally {
     fs.closeSync(fd);
   }

@@ -18,7 +18,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { randomUUID } from 'node:crypto';
 import {
   ConfigInvalidError,
   CorruptionError,
@@ -53,7 +52,8 @@ import { FLAG_COMMIT, RECORD_HEADER_BYTES, checkFrame, encodeRecord, frame, fram
 import type { PreparedEvent } from '../log/record.js';
 import { scanSegmentSync } from '../log/recovery.js';
 import { scanBackward, scanForward } from '../log/scan.js';
-import { HEADER_BYTES, SegmentFiles, createSegment, listSegments, readSegmentHeader } from '../log/segments.js';
+import { HEADER_BYTES, SegmentFiles, createSegment, listSegments, readSegmentHeader, segmentFileName } from '../log/segments.js';
+import { logIdBytes as toLogIdBytes, readOrCreateManifest } from '../log/manifest.js';
 import { StreamIndex } from '../log/stream-index.js';
 import type { IndexEntry, StreamState } from '../log/stream-index.js';
 import { LogWriter } from '../log/writer.js';
@@ -222,21 +222,21 @@ export class FileEventStore implements EventStore {
     const lock = await lockDir(dir);
     try {
       const logId = readOrCreateManifest(dir);
-      const logIdBytes = Buffer.from(logId.replace(/-/g, ''), 'hex');
+      const logIdBytes = toLogIdBytes(logId);
       let bases = listSegments(logDir);
       if (bases.length === 0) {
         createSegment(logDir, { basePosition: 1, createdAt: Date.now(), segmentBytes, logId: logIdBytes });
         bases = [1];
       }
       // A crash while creating a segment can leave a last file without a whole header.
-      const lastFile = path.join(logDir, segmentName(bases[bases.length - 1]!));
+      const lastFile = path.join(logDir, segmentFileName(bases[bases.length - 1]!));
       if (bases.length > 1 && fs.statSync(lastFile).size < HEADER_BYTES) {
         onWarning('removed a segment file whose creation was interrupted', { file: lastFile });
         fs.rmSync(lastFile);
         bases = bases.slice(0, -1);
       }
       for (const base of bases) {
-        const file = path.join(logDir, segmentName(base));
+        const file = path.join(logDir, segmentFileName(base));
         const h = readSegmentHeader(file, logIdBytes);
         if (h.basePosition !== base) throw new CorruptionError(file, 16, `header says base position ${h.basePosition}, the name says ${base}`);
       }
@@ -794,32 +794,6 @@ function positiveInt(v: unknown, name: string): number {
   return v;
 }
 
-function segmentName(base: number): string {
-  return `${String(base).padStart(20, '0')}.seg`;
-}
-
-function readOrCreateManifest(dir: string): string {
-  const file = path.join(dir, 'eventful.json');
-  if (fs.existsSync(file)) {
-    let m: { format?: unknown; logId?: unknown };
-    try {
-      m = JSON.parse(fs.readFileSync(file, 'utf8')) as typeof m;
-    } catch (err) {
-      throw new CorruptionError(file, 0, `unreadable manifest: ${(err as Error).message}`);
-    }
-    if (m.format !== 1 || typeof m.logId !== 'string') throw new CorruptionError(file, 0, 'manifest has an unknown format or no logId');
-    return m.logId;
-  }
-  if (listSegments(path.join(dir, 'log')).length > 0) throw new CorruptionError(file, 0, 'the manifest is missing but segment files exist');
-  const logId = randomUUID();
-  const tmp = file + '.tmp';
-  fs.writeFileSync(tmp, JSON.stringify({ format: 1, logId, createdAt: new Date().toISOString() }, null, 2) + '\n');
-  const fd = fs.openSync(tmp, 'r');
-  fs.fsyncSync(fd);
-  fs.closeSync(fd);
-  fs.renameSync(tmp, file);
-  return logId;
-}
 
 /**
  * Brings the index up to the end of the log and finds where the log really ends: replays the
@@ -836,7 +810,7 @@ async function recover(a: {
   onWarning: (message: string, details: Record<string, unknown>) => void;
 }): Promise<{ index: StreamIndex; head: number; activeBase: number; activeEnd: number; report: Omit<RecoveryReport, 'durationMs'> }> {
   const lastBase = a.bases[a.bases.length - 1]!;
-  const fileOf = (base: number): string => path.join(a.logDir, segmentName(base));
+  const fileOf = (base: number): string => path.join(a.logDir, segmentFileName(base));
   let index: StreamIndex;
   let rebuildReason: string | undefined;
   try {
