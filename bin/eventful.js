@@ -1,5 +1,3 @@
 #!/usr/bin/env node
-// The `eventful` command. Runs the compiled CLI (built by `npm install` through `prepare`).
-import { main } from '../dist/cli/main.js';
-
-process.exitCode = await main(process.argv);
+// The `eventful` command: runs the compiled CLI (built by `npm install` through `prepare`).
+import '../dist/cli/run.js';
