@@ -665,13 +665,16 @@ export class FileEventStore implements EventStore {
     let remaining = limit;
     let chunks: AsyncGenerator<{ buf: Buffer; offsets: number[] }> | undefined;
     let base: number | undefined = top >= first && head > 0 ? this.#segments.segmentFor(top) : undefined;
+    const topBase = base;
     const segments = this.#segments;
     const scan = this.#scan;
     return async () => {
       while (remaining > 0 && base !== undefined) {
         this.#checkReadable();
         if (chunks === undefined) {
-          const to = base === endBase ? endOffset : fs.statSync(segments.fileOf(base)).size;
+          let to = base === endBase ? endOffset : fs.statSync(segments.fileOf(base)).size;
+          // Start right after `top` rather than walking back over the segment's later records.
+          if (top < head && base === topBase) to = this.#recordEnd(top, base, to);
           chunks = scanBackward(segments, base, HEADER_BYTES, to, scan);
         }
         const r = await chunks.next();
@@ -695,6 +698,30 @@ export class FileEventStore implements EventStore {
       if (chunks !== undefined) await chunks.return(undefined);
       return undefined;
     };
+  }
+
+  /**
+   * File offset just after the record at `position` in segment `base`, found from the nearest
+   * sparse index entry (at most about 64 KiB of records to walk). `limit` is the segment's end.
+   */
+  #recordEnd(position: number, base: number, limit: number): number {
+    let off = this.#index.seek(position, base) ?? HEADER_BYTES;
+    const buf = Buffer.allocUnsafe(this.#scan.frameBytesMax);
+    while (off < limit) {
+      const n = this.#segments.readSync(base, buf, 0, Math.min(buf.length, limit - off), off);
+      let p = 0;
+      while (p < n) {
+        const c = checkFrame(buf, p, n, this.#scan.frameBytesMax);
+        if (!c.ok) {
+          if (c.incomplete && p > 0) break; // read on from this frame
+          throw new CorruptionError(this.#segments.fileOf(base), off + p, c.incomplete ? 'record cut short' : c.reason);
+        }
+        if (frame.position(buf, p) >= position) return off + p + c.length;
+        p += c.length;
+      }
+      off += p;
+    }
+    return limit;
   }
 
   async streamInfo(stream: string): Promise<StreamInfo | undefined> {
