@@ -23,6 +23,14 @@ export const ERROR_REGISTRY = {
   STORAGE_FAILED: { wireCode: 30, httpStatus: 500, retriable: false },
   CORRUPTION: { wireCode: 31, httpStatus: 500, retriable: false },
   CONFIG_INVALID: { wireCode: 40, httpStatus: 500, retriable: false },
+  PROTOCOL_ERROR: { wireCode: 50, httpStatus: 400, retriable: false },
+  UNAUTHENTICATED: { wireCode: 51, httpStatus: 401, retriable: false },
+  FORBIDDEN: { wireCode: 52, httpStatus: 403, retriable: false },
+  NOT_FOUND: { wireCode: 53, httpStatus: 404, retriable: false },
+  UNSUPPORTED_MEDIA_TYPE: { wireCode: 54, httpStatus: 415, retriable: false },
+  TIMEOUT: { wireCode: 60, httpStatus: 504, retriable: true },
+  CONNECTION_LOST: { wireCode: 61, httpStatus: 503, retriable: true },
+  INTERNAL: { wireCode: 99, httpStatus: 500, retriable: false },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_REGISTRY;
@@ -152,7 +160,117 @@ export class ConfigInvalidError extends EventfulError {
   }
 }
 
+/** No token, or a token the server does not know. */
+export class UnauthenticatedError extends EventfulError {
+  constructor(message = 'a valid token is required') {
+    super('UNAUTHENTICATED', message);
+  }
+}
+
+/** The token is known but its roles do not allow this operation on this stream. */
+export class ForbiddenError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('FORBIDDEN', message, details);
+  }
+}
+
+export class NotFoundError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('NOT_FOUND', message, details);
+  }
+}
+
+export class UnsupportedMediaTypeError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('UNSUPPORTED_MEDIA_TYPE', message, details);
+  }
+}
+
+/** A request to a server got no answer in time; whether it took effect is unknown. */
+export class TimeoutError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('TIMEOUT', message, details);
+  }
+}
+
+/** The connection to the server dropped before the request was answered. */
+export class ConnectionLostError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('CONNECTION_LOST', message, details);
+  }
+}
+
+/** The peer broke the binary protocol (bad frame, unknown type, oversized frame). */
+export class ProtocolError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('PROTOCOL_ERROR', message, details);
+  }
+}
+
+/** Something failed inside the server that is not the caller's doing. */
+export class InternalError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('INTERNAL', message, details);
+  }
+}
+
+/**
+ * Rebuilds a typed error from its wire form (code, message, details), so remote callers get the
+ * same classes as embedded ones. Unknown codes become a plain EventfulError with code INTERNAL.
+ */
+export function errorFromWire(code: unknown, message: unknown, details: unknown): EventfulError {
+  const known = typeof code === 'string' && code in ERROR_REGISTRY ? (code as ErrorCode) : 'INTERNAL';
+  const cls = ERROR_CLASSES[known];
+  const err = Object.create(cls.prototype) as EventfulError;
+  const d = typeof details === 'object' && details !== null ? (details as Record<string, unknown>) : {};
+  const row = ERROR_REGISTRY[known];
+  Object.assign(err, {
+    name: cls.name,
+    message: typeof message === 'string' ? message : String(code),
+    code: known,
+    wireCode: row.wireCode,
+    httpStatus: row.httpStatus,
+    retriable: row.retriable,
+    details: Object.freeze({ ...d }),
+  });
+  Object.defineProperty(err, 'stack', { value: `${cls.name}: ${err.message}\n    (from the server)`, configurable: true, writable: true });
+  if (err instanceof WrongExpectedRevisionError) {
+    Object.assign(err, { stream: d.stream, expectedRevision: d.expectedRevision, actualRevision: d.actualRevision });
+  }
+  if (err instanceof CorruptionError) Object.assign(err, { file: d.file, offset: d.offset });
+  return err;
+}
+
+export function errorCodeOfWire(wireCode: number): ErrorCode {
+  for (const [code, row] of Object.entries(ERROR_REGISTRY)) if (row.wireCode === wireCode) return code as ErrorCode;
+  return 'INTERNAL';
+}
+
 /** A programmer's mistake inside Eventful: crash loudly rather than carry on with bad state. */
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`assertion failed: ${message}`);
 }
+
+/** The class each code is rebuilt as on the client side. */
+export const ERROR_CLASSES: Record<ErrorCode, new (...args: never[]) => EventfulError> = {
+  INVALID_ARGUMENT: InvalidArgumentError,
+  STREAM_NAME_INVALID: StreamNameInvalidError,
+  EVENT_INVALID: EventInvalidError,
+  LIMIT_EXCEEDED: LimitExceededError,
+  WRONG_EXPECTED_REVISION: WrongExpectedRevisionError,
+  IDEMPOTENCY_CONFLICT: IdempotencyConflictError,
+  OVERLOADED: OverloadedError,
+  STORE_CLOSED: StoreClosedError,
+  STORE_LOCKED: StoreLockedError,
+  STORAGE_FAILED: StorageFailedError,
+  CORRUPTION: CorruptionError,
+  CONFIG_INVALID: ConfigInvalidError,
+  PROTOCOL_ERROR: ProtocolError,
+  UNAUTHENTICATED: UnauthenticatedError,
+  FORBIDDEN: ForbiddenError,
+  NOT_FOUND: NotFoundError,
+  UNSUPPORTED_MEDIA_TYPE: UnsupportedMediaTypeError,
+  TIMEOUT: TimeoutError,
+  CONNECTION_LOST: ConnectionLostError,
+  INTERNAL: InternalError,
+};

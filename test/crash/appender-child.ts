@@ -25,6 +25,8 @@ const STREAMS = 50;
 const APPENDERS = 32;
 const SEGMENT_BYTES = 64 * 1024;
 const streamName = (i: number): string => `crash-${i}`;
+const PAUSE_MS_MAX = 40;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function send(msg: unknown): void {
   process.stdout.write(JSON.stringify(msg) + '\n');
@@ -47,6 +49,9 @@ async function main(dir: string): Promise<void> {
 
   const loop = async (loopNo: number): Promise<never> => {
     for (;;) {
+      // A short random pause keeps the log small enough for the parent to reopen and check it
+      // 20+ times within its time budget; with 32 loops the write queue still never runs dry.
+      await sleep(Math.random() * PAUSE_MS_MAX);
       let stream = streamName(Math.floor(Math.random() * STREAMS));
       const useAny = Math.random() < 0.2;
       if (!useAny) {
