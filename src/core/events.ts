@@ -255,6 +255,28 @@ export interface ListStreamsOptions {
   limit?: number;
 }
 
+export interface SubscribeToAllOptions {
+  /** First position to deliver (inclusive), 'start' or 'end' (only events appended from now). @default 'end' */
+  from?: number | 'start' | 'end';
+  filter?: ReadAllFilter;
+}
+
+export interface SubscribeToStreamOptions {
+  /** First revision to deliver (inclusive), 'start' or 'end'. @default 'end' */
+  from?: number | 'start' | 'end';
+}
+
+/**
+ * A catch-up subscription: history first, then live events as they are appended, with no gap
+ * and no duplicate at the switch-over. Iterate with `for await`; `close()` ends the iteration.
+ * Events are delivered as fast as the consumer pulls them, never buffered without bound.
+ */
+export interface Subscription extends AsyncIterable<RecordedEvent> {
+  /** Position of the last event delivered (0 before the first). */
+  readonly lastPosition: number;
+  close(): Promise<void>;
+}
+
 /**
  * The event store interface. The embedded store (`openStore`) implements it; the client of the
  * server implements the same, so an application switches between them by changing one line.
@@ -268,5 +290,7 @@ export interface EventStore {
   listStreams(options?: ListStreamsOptions): Promise<StreamInfo[]>;
   /** Position of the last event in the log (0 when the log is empty). */
   headPosition(): Promise<number>;
+  subscribeToAll(options?: SubscribeToAllOptions): Subscription;
+  subscribeToStream(stream: string, options?: SubscribeToStreamOptions): Subscription;
   close(): Promise<void>;
 }

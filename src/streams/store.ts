@@ -42,6 +42,9 @@ import type {
   ReadAllOptions,
   ReadStreamOptions,
   StreamInfo,
+  SubscribeToAllOptions,
+  SubscribeToStreamOptions,
+  Subscription,
 } from '../core/events.js';
 import { uuidFromBytes } from '../core/ids.js';
 import { FORMAT, checkLimitRelations, resolveLimits } from '../core/limits.js';
@@ -162,6 +165,8 @@ export class FileEventStore implements EventStore {
   #closed = false;
   #closing: Promise<void> | undefined;
   #idWindow = new Map<string, IdWindowEntry>();
+  /** Woken whenever the head moves (and at close): live subscriptions wait here. */
+  #headWaiters: Array<() => void> = [];
   #flushTimer: NodeJS.Timeout;
   #onWarning: (message: string, details: Record<string, unknown>) => void;
   #scan: { chunkBytes: number; frameBytesMax: number };
@@ -411,6 +416,7 @@ export class FileEventStore implements EventStore {
         this.#committedBase = loc.segmentBase;
         this.#committedEnd = fileOffset;
       }
+      this.#wakeHeadWaiters();
       for (const { req, first, firstRevision } of accepted) {
         const n = req.prepared.length;
         const positions = new Array<number>(n);
@@ -746,6 +752,155 @@ export class FileEventStore implements EventStore {
     return this.#head;
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // Subscriptions
+
+  subscribeToAll(options?: SubscribeToAllOptions): Subscription {
+    this.#checkReadable();
+    const o = checkOptionKeys(options, ['from', 'filter'], 'subscribeToAll');
+    const from = checkFrom(o.from, 'from');
+    const filter = compileFilter(o.filter as SubscribeToAllOptions['filter']);
+    const start = from === undefined || from === 'end' ? this.#head + 1 : from === 'start' ? 1 : from;
+    return this.#subscription((sub) => this.#follow(start, filter, sub));
+  }
+
+  subscribeToStream(stream: string, options?: SubscribeToStreamOptions): Subscription {
+    this.#checkReadable();
+    checkStreamName(stream, this.limits, true);
+    const o = checkOptionKeys(options, ['from'], 'subscribeToStream');
+    const from = checkFrom(o.from, 'from');
+    const self = this;
+    return this.#subscription(async function* (sub) {
+      // History from the stream index up to now; then the log after the head seen before it,
+      // skipping revisions already delivered: no gap and no duplicate at the switch-over.
+      const head = self.#head;
+      let nextRevision: number;
+      if (from === undefined || from === 'end') nextRevision = (self.#index.getStream(stream)?.revision ?? -1) + 1;
+      else nextRevision = from === 'start' ? 0 : from;
+      const history = self.#streamPages(stream, nextRevision, false, Infinity);
+      for (let page = await history(); page !== undefined && !sub.closed; page = await history()) {
+        nextRevision = page[page.length - 1]!.revision + 1;
+        yield page;
+      }
+      for await (const page of self.#follow(head + 1, { prefixes: undefined, categories: undefined, types: undefined, stream }, sub)) {
+        const fresh = page.filter((e) => e.revision >= nextRevision);
+        if (fresh.length === 0) continue;
+        nextRevision = fresh[fresh.length - 1]!.revision + 1;
+        yield fresh;
+      }
+    });
+  }
+
+  #subscription(pages: (sub: { closed: boolean }) => AsyncGenerator<RecordedEvent[]>): Subscription {
+    const state = { closed: false, lastPosition: 0 };
+    const gen = pages(state);
+    let buffered: RecordedEvent[] = [];
+    let i = 0;
+    const iterator: AsyncIterator<RecordedEvent> = {
+      next: async () => {
+        while (i >= buffered.length) {
+          if (state.closed) return { done: true, value: undefined };
+          const r = await gen.next();
+          if (r.done || state.closed) {
+            state.closed = true;
+            return { done: true, value: undefined };
+          }
+          buffered = r.value;
+          i = 0;
+        }
+        const e = buffered[i++]!;
+        state.lastPosition = e.position;
+        return { done: false, value: e };
+      },
+      return: async () => {
+        await close();
+        return { done: true, value: undefined };
+      },
+    };
+    const close = async (): Promise<void> => {
+      if (state.closed) return;
+      state.closed = true;
+      this.#wakeHeadWaiters();
+      buffered = [];
+    };
+    return {
+      get lastPosition() {
+        return state.lastPosition;
+      },
+      close,
+      [Symbol.asyncIterator]: () => iterator,
+    };
+  }
+
+  /**
+   * Pages of the log from position `next` on, forever: what is there, then each new batch as it
+   * is acknowledged. Keeps its place as a file offset, so following the tail costs one read of
+   * the new bytes per wake-up, not a seek.
+   */
+  async *#follow(
+    next: number,
+    filter: (CompiledFilter & { stream?: string }) | undefined,
+    sub: { closed: boolean },
+  ): AsyncGenerator<RecordedEvent[]> {
+    let cursor: { base: number; offset: number } | undefined;
+    while (!sub.closed) {
+      this.#checkReadable();
+      const head = this.#head;
+      const endBase = this.#committedBase;
+      const endOffset = this.#committedEnd;
+      if (next > head) {
+        await this.#waitForHead(head, sub);
+        continue;
+      }
+      if (cursor === undefined) {
+        const first = this.#segments.bases[0]!;
+        if (next < first) next = first;
+        const base = this.#segments.segmentFor(next)!;
+        cursor = { base, offset: this.#index.seek(next, base) ?? HEADER_BYTES };
+      }
+      let base: number | undefined = cursor.base;
+      let from = cursor.offset;
+      while (base !== undefined && !sub.closed) {
+        const to = base === endBase ? endOffset : fs.statSync(this.#segments.fileOf(base)).size;
+        for await (const { buf, offsets } of scanForward(this.#segments, base, from, to, this.#scan)) {
+          const page: RecordedEvent[] = [];
+          for (const off of offsets) {
+            const pos = frame.position(buf, off);
+            if (pos < next) continue;
+            if (filter !== undefined) {
+              if (filter.stream !== undefined && frame.stream(buf, off) !== filter.stream) continue;
+              if (!matches(filter, buf, off)) continue;
+            }
+            page.push(decodeEvent(buf, off));
+          }
+          if (page.length > 0) yield page;
+          if (sub.closed) return;
+        }
+        if (base === endBase) {
+          cursor = { base, offset: to };
+          base = undefined;
+        } else {
+          base = this.#segments.next(base);
+          from = HEADER_BYTES;
+          if (base === undefined) throw new CorruptionError(this.#segments.fileOf(cursor.base), to, 'segment list ended before the committed end');
+        }
+      }
+      next = head + 1;
+    }
+  }
+
+  #waitForHead(head: number, sub: { closed: boolean }): Promise<void> {
+    if (this.#head > head || sub.closed || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#headWaiters.push(resolve));
+  }
+
+  #wakeHeadWaiters(): void {
+    const waiters = this.#headWaiters;
+    if (waiters.length === 0) return;
+    this.#headWaiters = [];
+    for (const w of waiters) w();
+  }
+
   #checkReadable(): void {
     if (this.#closed) throw new StoreClosedError();
   }
@@ -772,6 +927,7 @@ export class FileEventStore implements EventStore {
       if (this.#failed === undefined) await this.#index.flush(this.#logId);
     } finally {
       this.#closed = true;
+      this.#wakeHeadWaiters();
       await this.#index.close();
       this.#segments.closeAll();
       await this.#lock.release();
