@@ -823,11 +823,28 @@ export class FileEventStore implements EventStore {
       this.#wakeHeadWaiters();
       buffered = [];
     };
+    const pageIterator: AsyncIterator<RecordedEvent[]> = {
+      next: async () => {
+        if (state.closed) return { done: true, value: undefined };
+        const r = await gen.next();
+        if (r.done || state.closed) {
+          state.closed = true;
+          return { done: true, value: undefined };
+        }
+        state.lastPosition = r.value[r.value.length - 1]!.position;
+        return { done: false, value: r.value };
+      },
+      return: async () => {
+        await close();
+        return { done: true, value: undefined };
+      },
+    };
     return {
       get lastPosition() {
         return state.lastPosition;
       },
       close,
+      pages: () => ({ [Symbol.asyncIterator]: () => pageIterator }),
       [Symbol.asyncIterator]: () => iterator,
     };
   }
@@ -1016,7 +1033,7 @@ async function recover(a: {
       startOffset = cp.offset;
       expected = cp.position + 1;
     }
-  } else if (cp === undefined && rebuildReason === undefined && a.bases.length > 1) {
+  } else if (cp === undefined && rebuildReason === undefined && (a.bases.length > 1 || fs.statSync(fileOf(lastBase)).size > HEADER_BYTES)) {
     rebuildReason = 'index missing';
   }
   if (rebuildReason !== undefined) {
