@@ -5,7 +5,7 @@
  * increasing, never reused); a *revision* is an event's place within its stream (starts at 0).
  * A stream's *category* is the part of its name before the first '-': `order-123` is in `order`.
  */
-import { uuidFromBytes } from './ids.js';
+import { uuidFromBytes, uuidToBytes } from './ids.js';
 
 export const CONTENT_TYPE_JSON = 'application/json';
 export const CONTENT_TYPE_BINARY = 'application/octet-stream';
@@ -92,9 +92,11 @@ export interface StreamInfo {
   updatedAt: number;
 }
 
-/** A read's results: iterate with `for await`, or collect with `toArray()`. */
+/** A read's results: iterate with `for await`, collect with `toArray()`, or take `pages()`. */
 export interface EventReader extends AsyncIterable<RecordedEvent> {
   toArray(): Promise<RecordedEvent[]>;
+  /** The same events in pages (arrays), as they come off the log or the wire. */
+  pages(): AsyncIterable<RecordedEvent[]>;
 }
 
 /** Produces the next page of a read, or undefined when the read is done. */
@@ -134,11 +136,37 @@ export function eventReader(open: () => PageSource): EventReader {
         },
       };
     },
+    pages: () => pagesIterable(open),
     async toArray() {
       const next = open();
       const out: RecordedEvent[] = [];
       for (let p = await next(); p !== undefined; p = await next()) for (const e of p) out.push(e);
       return out;
+    },
+  };
+}
+
+/** An async iterable of pages over a page source factory. */
+export function pagesIterable(open: () => PageSource): AsyncIterable<RecordedEvent[]> {
+  return {
+    [Symbol.asyncIterator]() {
+      const next = open();
+      let done = false;
+      return {
+        async next(): Promise<IteratorResult<RecordedEvent[]>> {
+          if (done) return { done: true, value: undefined };
+          const p = await next();
+          if (p === undefined) {
+            done = true;
+            return { done: true, value: undefined };
+          }
+          return { done: false, value: p };
+        },
+        async return(): Promise<IteratorResult<RecordedEvent[]>> {
+          done = true;
+          return { done: true, value: undefined };
+        },
+      };
     },
   };
 }
@@ -190,6 +218,16 @@ export class RecordedEvent {
 
   get id(): string {
     return (this.#id ??= uuidFromBytes(this.#idBytes!, 0));
+  }
+
+  /** The id's 16 bytes. */
+  get idBytes(): Uint8Array {
+    if (this.#idBytes === undefined) {
+      const b = new Uint8Array(16);
+      uuidToBytes(this.#id!, b, 0);
+      this.#idBytes = b;
+    }
+    return this.#idBytes;
   }
 
   /** The payload: parsed JSON for JSON content, the bytes otherwise. */
@@ -274,6 +312,8 @@ export interface SubscribeToStreamOptions {
 export interface Subscription extends AsyncIterable<RecordedEvent> {
   /** Position of the last event delivered (0 before the first). */
   readonly lastPosition: number;
+  /** The same events in pages, as they arrive. Use either this or the event iterator. */
+  pages(): AsyncIterable<RecordedEvent[]>;
   close(): Promise<void>;
 }
 

@@ -110,3 +110,49 @@ export function checkLimitRelations(limits: StoreLimits, segmentBytes: number): 
   if (limits.contentTypeBytesMax > 0xff) fail('contentTypeBytesMax must fit in u8');
   if (limits.appendBytesMax > limits.pendingAppendBytesMax) fail('appendBytesMax must not exceed pendingAppendBytesMax');
 }
+
+/**
+ * Bounds of the server and its connections (src/server/). Set in the server's config file
+ * under `limits`, by flag or by EVENTFUL_* variable; documented in docs/limits.md.
+ */
+export const DEFAULT_SERVER_LIMITS = {
+  /**
+   * Largest binary protocol frame, header included. Must hold the largest append
+   * (appendBytesMax) plus its framing. @default 17 MiB
+   */
+  frameBytesMax: 17 * MiB,
+  /** Requests a connection may have unanswered at once; more get OVERLOADED. @default 4,096 */
+  inFlightRequestsMax: 4096,
+  /** Open connections (TCP and WebSocket together); more are refused. @default 10,000 */
+  connectionsMax: 10_000,
+  /**
+   * Bytes queued for a connection's socket before the server stops reading its requests until
+   * it drains: a client that sends faster than it reads cannot make the server buffer without
+   * bound. @default 8 MiB
+   */
+  outputBufferBytesMax: 8 * MiB,
+  /** Largest HTTP request body. @default 17 MiB */
+  httpBodyBytesMax: 17 * MiB,
+  /** Events per page of a read or subscription over the wire. @default 512 */
+  readPageEventsMax: 512,
+  /** Events an HTTP read returns at most (the `limit` query parameter). @default 1,000 */
+  httpReadEventsMax: 1000,
+  /** Subscriptions one connection may hold. @default 256 */
+  subscriptionsPerConnectionMax: 256,
+  /** A connection that sends nothing (not even a PONG) for this long is closed. @default 30,000 ms */
+  idleTimeoutMs: 30_000,
+  /** How often the server sends PING on an idle connection. @default 10,000 ms */
+  heartbeatMs: 10_000,
+  /** Time a new connection has to send HELLO. @default 10,000 ms */
+  helloTimeoutMs: 10_000,
+} as const;
+
+export type ServerLimits = { -readonly [K in keyof typeof DEFAULT_SERVER_LIMITS]: number };
+
+export function checkServerLimitRelations(server: ServerLimits, store: StoreLimits): void {
+  if (server.frameBytesMax < store.appendBytesMax + 64 * KiB) {
+    throw new ConfigInvalidError('frameBytesMax must exceed appendBytesMax by at least 64 KiB (room for framing)', { server, store });
+  }
+  if (server.httpBodyBytesMax < store.eventBytesMax) throw new ConfigInvalidError('httpBodyBytesMax must be at least eventBytesMax');
+  if (server.heartbeatMs * 2 > server.idleTimeoutMs) throw new ConfigInvalidError('idleTimeoutMs must be at least twice heartbeatMs');
+}
