@@ -1,0 +1,112 @@
+/**
+ * The bodies of protocol frames: how events and requests are laid out inside a frame's
+ * MessagePack map. Pure, shared by server and client.
+ *
+ * An event on the wire is an array, to keep frames small:
+ *   [position, stream, revision, id (16 bytes), type, contentType, timestamp, metadata (JSON bytes, or nil), data (bytes)]
+ * An event to append is a map: { id?: string, type, data: bytes, contentType, metadata?: JSON bytes }.
+ *
+ * Request bodies (field names are part of the protocol):
+ *   HELLO        { version, token?, client? }             -> WELCOME { version, server, heartbeatMs, limits }
+ *   APPEND       { stream, events, expectedRevision? }     -> APPENDED { positions, revision }
+ *   READ_STREAM  { stream, from?, direction?, limit?, credit } -> EVENTS { events, done }...
+ *   READ_ALL     { from?, direction?, limit?, filter?, credit } -> EVENTS...
+ *   SUBSCRIBE    { stream?, from?, filter?, credit }       -> SUBSCRIBED {}, then EVENTS { events } pushed
+ *   CREDIT       { credit }  (same requestId as the read or subscription it feeds)
+ *   UNSUBSCRIBE / CANCEL {}  (same requestId)           -> SUBSCRIPTION_ENDED {} (or EVENTS { done })
+ *   STREAM_INFO  { stream }                              -> STREAM_INFO_RESULT { info (or nil) }
+ *   LIST_STREAMS { prefix?, after?, limit? }              -> STREAMS { streams }
+ *   HEAD         {}                                      -> HEAD_RESULT { position }
+ *   PING / PONG  {}   either side, any time
+ *   ERROR        { code, message, details }  (requestId of the failed request; 0: the connection)
+ */
+import { CONTENT_TYPE_BINARY, CONTENT_TYPE_JSON, RecordedEvent } from '../core/events.js';
+import type { EventInput } from '../core/events.js';
+import { ProtocolError } from '../core/errors.js';
+import type { EventfulError } from '../core/errors.js';
+
+export type WireEvent = [number, string, number, Uint8Array, string, string, number, Uint8Array | null, Uint8Array];
+
+export interface WireEventInput {
+  id?: string;
+  type: string;
+  data: Uint8Array;
+  contentType: string;
+  metadata?: Uint8Array;
+}
+
+export function eventToWire(e: RecordedEvent): WireEvent {
+  return [e.position, e.stream, e.revision, e.idBytes, e.type, e.contentType, e.timestamp, e.rawMetadata ?? null, e.rawData];
+}
+
+export function eventFromWire(w: unknown): RecordedEvent {
+  if (!Array.isArray(w) || w.length !== 9) throw new ProtocolError('an event must be an array of 9 fields');
+  const [position, stream, revision, id, type, contentType, timestamp, metadata, data] = w as unknown[];
+  if (
+    typeof position !== 'number' ||
+    typeof stream !== 'string' ||
+    typeof revision !== 'number' ||
+    !(id instanceof Uint8Array) ||
+    id.length !== 16 ||
+    typeof type !== 'string' ||
+    typeof contentType !== 'string' ||
+    typeof timestamp !== 'number' ||
+    !(metadata === null || metadata instanceof Uint8Array) ||
+    !(data instanceof Uint8Array)
+  ) {
+    throw new ProtocolError('an event on the wire has a field of the wrong type');
+  }
+  return new RecordedEvent(position, stream, revision, id, type, contentType, timestamp, metadata ?? undefined, data);
+}
+
+const encoder = new TextEncoder();
+
+/** Client side: an EventInput as it travels. JSON is encoded here, once. */
+export function eventInputToWire(e: EventInput): WireEventInput {
+  const out: WireEventInput = { type: e.type, data: EMPTY, contentType: CONTENT_TYPE_JSON };
+  if (e.id !== undefined) out.id = e.id;
+  if (e.data instanceof Uint8Array) {
+    out.data = e.data;
+    out.contentType = e.contentType ?? CONTENT_TYPE_BINARY;
+  } else {
+    out.data = encoder.encode(JSON.stringify(e.data === undefined ? null : e.data) ?? 'null');
+    if (e.contentType !== undefined) out.contentType = e.contentType;
+  }
+  if (e.metadata !== undefined) out.metadata = encoder.encode(JSON.stringify(e.metadata));
+  return out;
+}
+
+const EMPTY = new Uint8Array(0);
+const utf8 = new TextDecoder();
+
+/**
+ * Server side: a wire event back to an EventInput for the store. Shapes are checked here; the
+ * store checks everything else (sizes, names, JSON validity) exactly as for embedded callers.
+ */
+export function eventInputFromWire(w: unknown, index: number): EventInput {
+  if (typeof w !== 'object' || w === null || Array.isArray(w)) throw new ProtocolError(`event ${index} must be a map`);
+  const m = w as Record<string, unknown>;
+  for (const k of Object.keys(m)) {
+    if (k !== 'id' && k !== 'type' && k !== 'data' && k !== 'contentType' && k !== 'metadata') {
+      throw new ProtocolError(`event ${index}: unknown field '${k}'`);
+    }
+  }
+  if (!(m.data instanceof Uint8Array)) throw new ProtocolError(`event ${index}: data must be bytes`);
+  const input: EventInput = { type: m.type as string, data: m.data, contentType: (m.contentType as string | undefined) ?? CONTENT_TYPE_BINARY };
+  if (m.id !== undefined) input.id = m.id as string;
+  if (m.metadata !== undefined && m.metadata !== null) {
+    if (!(m.metadata instanceof Uint8Array)) throw new ProtocolError(`event ${index}: metadata must be JSON bytes`);
+    let meta: unknown;
+    try {
+      meta = JSON.parse(utf8.decode(m.metadata));
+    } catch {
+      throw new ProtocolError(`event ${index}: metadata is not valid JSON`);
+    }
+    input.metadata = meta as Record<string, unknown>;
+  }
+  return input;
+}
+
+export function errorBody(err: EventfulError): Record<string, unknown> {
+  return { code: err.code, message: err.message, details: err.details };
+}

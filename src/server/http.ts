@@ -1,0 +1,518 @@
+/**
+ * The HTTP/1.1 JSON API, for curl, webhooks and languages without an SDK.
+ *
+ * Every route is declared once in `routes()` with its schemas; the same table registers the
+ * route with fastify (which validates requests against the schemas) and produces the OpenAPI
+ * document served at /openapi.json, so the document cannot drift from the server. Errors are
+ * `{ code, message, details }` with the status from src/core/errors.ts.
+ */
+import { createHash } from 'node:crypto';
+import Fastify from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import type { TSchema } from '@sinclair/typebox';
+import {
+  EventfulError,
+  InternalError,
+  InvalidArgumentError,
+  LimitExceededError,
+  NotFoundError,
+  UnsupportedMediaTypeError,
+} from '../core/errors.js';
+import { CONTENT_TYPE_JSON } from '../core/events.js';
+import type { EventInput, EventStore, ExpectedRevision, ReadAllFilter, RecordedEvent } from '../core/events.js';
+import { isUuid } from '../core/ids.js';
+import type { ServerLimits } from '../core/limits.js';
+import { requireReadAll, requireRole } from './auth.js';
+import type { Authenticator, Principal } from './auth.js';
+
+export interface HttpContext {
+  store: EventStore;
+  auth: Authenticator;
+  limits: ServerLimits;
+  version: string;
+  startedAt: number;
+  durability: string;
+  isReady: () => boolean;
+  log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schemas
+
+const ErrorBody = Type.Object(
+  { code: Type.String(), message: Type.String(), details: Type.Record(Type.String(), Type.Unknown()) },
+  { $id: 'Error', additionalProperties: false },
+);
+
+const ExpectedRevisionSchema = Type.Union([Type.Literal('any'), Type.Literal('no_stream'), Type.Literal('stream_exists'), Type.Integer({ minimum: -1 })], {
+  description: "What the stream must be at: 'any', 'no_stream', 'stream_exists', or the revision of its last event.",
+});
+
+const EventIn = Type.Object(
+  {
+    id: Type.Optional(Type.String({ format: 'uuid', description: 'Event id; re-sending the same ids makes an append idempotent. Generated when absent.' })),
+    type: Type.String({ minLength: 1 }),
+    data: Type.Optional(Type.Unknown({ description: 'Any JSON value.' })),
+    dataBase64: Type.Optional(Type.String({ description: 'Binary data, base64; use with contentType.' })),
+    contentType: Type.Optional(Type.String()),
+    metadata: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  },
+  { additionalProperties: false },
+);
+
+const AppendBody = Type.Object(
+  { expectedRevision: Type.Optional(ExpectedRevisionSchema), events: Type.Array(EventIn, { minItems: 1 }) },
+  { additionalProperties: false },
+);
+
+const AppendResultSchema = Type.Object({ positions: Type.Array(Type.Integer()), revision: Type.Integer() }, { additionalProperties: false });
+
+const EventOut = Type.Object(
+  {
+    position: Type.Integer(),
+    stream: Type.String(),
+    revision: Type.Integer(),
+    id: Type.String(),
+    type: Type.String(),
+    contentType: Type.String(),
+    timestamp: Type.Integer({ description: 'Commit time, ms since the epoch.' }),
+    data: Type.Optional(Type.Unknown()),
+    dataBase64: Type.Optional(Type.String()),
+    metadata: Type.Record(Type.String(), Type.Unknown()),
+  },
+  { additionalProperties: false },
+);
+
+const StreamInfoSchema = Type.Object(
+  {
+    stream: Type.String(),
+    revision: Type.Integer(),
+    eventCount: Type.Integer(),
+    firstPosition: Type.Integer(),
+    lastPosition: Type.Integer(),
+    createdAt: Type.Integer(),
+    updatedAt: Type.Integer(),
+  },
+  { additionalProperties: false },
+);
+
+const From = Type.Union([Type.Literal('start'), Type.Literal('end'), Type.Integer({ minimum: 0 })]);
+const Direction = Type.Union([Type.Literal('forwards'), Type.Literal('backwards')]);
+const StreamParams = Type.Object({ stream: Type.String({ minLength: 1 }) }, { additionalProperties: false });
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+interface RouteDef {
+  method: 'GET' | 'POST';
+  url: string;
+  operationId: string;
+  summary: string;
+  auth: boolean;
+  params?: TSchema;
+  querystring?: TSchema;
+  body?: TSchema;
+  /** Extra request content types (besides application/json) with their body schema. */
+  bodyTypes?: Record<string, TSchema>;
+  responses: Record<number, TSchema>;
+  handler: (req: FastifyRequest, reply: FastifyReply, principal: Principal) => Promise<unknown>;
+}
+
+function routes(ctx: HttpContext): RouteDef[] {
+  const { store, limits } = ctx;
+  const readLimit = (q: { limit?: number }): number => {
+    const limit = q.limit ?? 100;
+    if (limit > limits.httpReadEventsMax) throw new LimitExceededError('httpReadEventsMax', limit, limits.httpReadEventsMax);
+    return limit;
+  };
+  return [
+    {
+      method: 'POST',
+      url: '/streams/:stream',
+      operationId: 'appendToStream',
+      summary: 'Append events to a stream, atomically, with an optional expected revision. Also accepts CloudEvents.',
+      auth: true,
+      params: StreamParams,
+      body: AppendBody,
+      bodyTypes: { 'application/cloudevents+json': CloudEvent, 'application/cloudevents-batch+json': Type.Array(CloudEvent, { minItems: 1 }) },
+      responses: { 201: AppendResultSchema },
+      handler: async (req, reply, p) => {
+        const { stream } = req.params as { stream: string };
+        requireRole(p, 'write', stream);
+        const ct = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+        let events: EventInput[];
+        let expectedRevision: ExpectedRevision | undefined;
+        if (ct === 'application/cloudevents+json' || ct === 'application/cloudevents-batch+json') {
+          const body = req.body as CloudEventIn | CloudEventIn[];
+          events = (Array.isArray(body) ? body : [body]).map(fromCloudEvent);
+          expectedRevision = parseExpectedHeader(req.headers['eventful-expected-revision']);
+        } else {
+          const body = req.body as { expectedRevision?: ExpectedRevision; events: EventInJson[] };
+          events = body.events.map(fromJsonEvent);
+          expectedRevision = body.expectedRevision;
+        }
+        const result = await store.append(stream, events, expectedRevision === undefined ? undefined : { expectedRevision });
+        reply.code(201);
+        return result;
+      },
+    },
+    {
+      method: 'GET',
+      url: '/streams/:stream',
+      operationId: 'readStream',
+      summary: "Read a stream's events from a revision, forwards or backwards. `next` is where to continue (null at the end).",
+      auth: true,
+      params: StreamParams,
+      querystring: Type.Object(
+        { from: Type.Optional(From), direction: Type.Optional(Direction), limit: Type.Optional(Type.Integer({ minimum: 1 })) },
+        { additionalProperties: false },
+      ),
+      responses: { 200: Type.Object({ events: Type.Array(EventOut), next: Type.Union([Type.Integer(), Type.Null()]) }, { additionalProperties: false }) },
+      handler: async (req, _reply, p) => {
+        const { stream } = req.params as { stream: string };
+        requireRole(p, 'read', stream);
+        const q = req.query as { from?: number | 'start' | 'end'; direction?: 'forwards' | 'backwards'; limit?: number };
+        const limit = readLimit(q);
+        const events = await store.readStream(stream, { from: q.from, direction: q.direction, limit: limit + 1 }).toArray();
+        const more = events.length > limit;
+        const page = more ? events.slice(0, limit) : events;
+        return { events: page.map(eventToJson), next: more ? events[limit]!.revision : null };
+      },
+    },
+    {
+      method: 'GET',
+      url: '/streams/:stream/info',
+      operationId: 'streamInfo',
+      summary: "A stream's revision, event count, first and last positions, and times.",
+      auth: true,
+      params: StreamParams,
+      responses: { 200: StreamInfoSchema },
+      handler: async (req, _reply, p) => {
+        const { stream } = req.params as { stream: string };
+        requireRole(p, 'read', stream);
+        const info = await store.streamInfo(stream);
+        if (info === undefined) throw new NotFoundError(`stream '${stream}' has no events`, { stream });
+        return info;
+      },
+    },
+    {
+      method: 'GET',
+      url: '/streams',
+      operationId: 'listStreams',
+      summary: 'List streams by name prefix, in order, paged with `after`.',
+      auth: true,
+      querystring: Type.Object(
+        { prefix: Type.Optional(Type.String()), after: Type.Optional(Type.String()), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) },
+        { additionalProperties: false },
+      ),
+      responses: { 200: Type.Object({ streams: Type.Array(StreamInfoSchema) }, { additionalProperties: false }) },
+      handler: async (req, _reply, p) => {
+        const q = req.query as { prefix?: string; after?: string; limit?: number };
+        requireRole(p, 'read', q.prefix ?? '');
+        return { streams: await store.listStreams({ prefix: q.prefix, after: q.after, limit: q.limit ?? 100 }) };
+      },
+    },
+    {
+      method: 'GET',
+      url: '/all',
+      operationId: 'readAll',
+      summary: 'Read the whole log ($all) from a position, with filters. `next` is the position to continue from (null at the end).',
+      auth: true,
+      querystring: Type.Object(
+        {
+          from: Type.Optional(From),
+          direction: Type.Optional(Direction),
+          limit: Type.Optional(Type.Integer({ minimum: 1 })),
+          streamPrefix: Type.Optional(Type.String({ minLength: 1, description: 'Comma-separated prefixes.' })),
+          category: Type.Optional(Type.String({ minLength: 1, description: 'Comma-separated categories.' })),
+          types: Type.Optional(Type.String({ minLength: 1, description: 'Comma-separated event types.' })),
+        },
+        { additionalProperties: false },
+      ),
+      responses: { 200: Type.Object({ events: Type.Array(EventOut), next: Type.Union([Type.Integer(), Type.Null()]) }, { additionalProperties: false }) },
+      handler: async (req, _reply, p) => {
+        const q = req.query as { from?: number | 'start' | 'end'; direction?: 'forwards' | 'backwards'; limit?: number; streamPrefix?: string; category?: string; types?: string };
+        const filter: ReadAllFilter = {};
+        if (q.streamPrefix) filter.streamPrefix = q.streamPrefix.split(',');
+        if (q.category) filter.category = q.category.split(',');
+        if (q.types) filter.types = q.types.split(',');
+        const f = Object.keys(filter).length > 0 ? filter : undefined;
+        requireReadAll(p, f);
+        const limit = readLimit(q);
+        const events = await store.readAll({ from: q.from, direction: q.direction, limit: limit + 1, filter: f }).toArray();
+        const more = events.length > limit;
+        const page = more ? events.slice(0, limit) : events;
+        return { events: page.map(eventToJson), next: more ? events[limit]!.position : null };
+      },
+    },
+    {
+      method: 'GET',
+      url: '/info',
+      operationId: 'serverInfo',
+      summary: "The server's version, head position, durability mode and whether auth is on.",
+      auth: true,
+      responses: {
+        200: Type.Object(
+          {
+            name: Type.String(),
+            version: Type.String(),
+            headPosition: Type.Integer(),
+            durability: Type.String(),
+            auth: Type.Boolean(),
+            uptimeMs: Type.Integer(),
+          },
+          { additionalProperties: false },
+        ),
+      },
+      handler: async () => ({
+        name: 'eventful',
+        version: ctx.version,
+        headPosition: await store.headPosition(),
+        durability: ctx.durability,
+        auth: ctx.auth.enabled,
+        uptimeMs: Date.now() - ctx.startedAt,
+      }),
+    },
+    {
+      method: 'GET',
+      url: '/health/live',
+      operationId: 'liveness',
+      summary: 'Liveness: 200 while the process serves requests.',
+      auth: false,
+      responses: { 200: Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false }) },
+      handler: async () => ({ status: 'ok' }),
+    },
+    {
+      method: 'GET',
+      url: '/health/ready',
+      operationId: 'readiness',
+      summary: 'Readiness: 200 when the store is open and accepting work, 503 while starting or shutting down.',
+      auth: false,
+      responses: { 200: Type.Object({ status: Type.Literal('ready') }, { additionalProperties: false }), 503: ErrorBody },
+      handler: async (_req, reply) => {
+        if (!ctx.isReady()) {
+          reply.code(503);
+          return { code: 'STORE_CLOSED', message: 'not ready', details: {} };
+        }
+        return { status: 'ready' };
+      },
+    },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events in and out of JSON
+
+interface EventInJson {
+  id?: string;
+  type: string;
+  data?: unknown;
+  dataBase64?: string;
+  contentType?: string;
+  metadata?: Record<string, unknown>;
+}
+
+function fromJsonEvent(e: EventInJson, i: number): EventInput {
+  const out: EventInput = { type: e.type };
+  if (e.id !== undefined) out.id = e.id;
+  if (e.metadata !== undefined) out.metadata = e.metadata;
+  if (e.dataBase64 !== undefined) {
+    if (e.data !== undefined) throw new InvalidArgumentError(`events[${i}]: give data or dataBase64, not both`);
+    out.data = Buffer.from(e.dataBase64, 'base64');
+    if (e.contentType !== undefined) out.contentType = e.contentType;
+  } else {
+    out.data = e.data;
+    if (e.contentType !== undefined) out.contentType = e.contentType;
+  }
+  return out;
+}
+
+export function eventToJson(e: RecordedEvent): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    position: e.position,
+    stream: e.stream,
+    revision: e.revision,
+    id: e.id,
+    type: e.type,
+    contentType: e.contentType,
+    timestamp: e.timestamp,
+  };
+  if (e.contentType === CONTENT_TYPE_JSON) out.data = e.data;
+  else out.dataBase64 = Buffer.from(e.rawData).toString('base64');
+  out.metadata = e.metadata;
+  return out;
+}
+
+// CloudEvents 1.0, structured content mode (JSON) and batches.
+const CloudEvent = Type.Object(
+  {
+    specversion: Type.Literal('1.0'),
+    id: Type.String({ minLength: 1 }),
+    source: Type.String({ minLength: 1 }),
+    type: Type.String({ minLength: 1 }),
+    datacontenttype: Type.Optional(Type.String()),
+    dataschema: Type.Optional(Type.String()),
+    subject: Type.Optional(Type.String()),
+    time: Type.Optional(Type.String()),
+    data: Type.Optional(Type.Unknown()),
+    data_base64: Type.Optional(Type.String()),
+  },
+  { additionalProperties: Type.Union([Type.String(), Type.Number(), Type.Boolean()]), description: 'A CloudEvent (structured JSON). Extension attributes are kept in metadata.' },
+);
+
+type CloudEventIn = Record<string, unknown> & { id: string; source: string; type: string; data?: unknown; data_base64?: string; datacontenttype?: string };
+
+function fromCloudEvent(ce: CloudEventIn): EventInput {
+  const { data, data_base64, datacontenttype, ...attributes } = ce;
+  // CloudEvents ids are unique per source, and need not be UUIDs: derive a stable UUID from
+  // source and id, so a re-delivered CloudEvent is an idempotent append.
+  const id = isUuid(ce.id) ? ce.id : uuidFromName(`${ce.source}\u0000${ce.id}`);
+  const e: EventInput = { id, type: ce.type, metadata: { cloudevents: attributes } };
+  if (data_base64 !== undefined) {
+    if (data !== undefined) throw new InvalidArgumentError('a CloudEvent has data or data_base64, not both');
+    e.data = Buffer.from(data_base64, 'base64');
+    e.contentType = datacontenttype ?? 'application/octet-stream';
+  } else {
+    const ct = datacontenttype ?? CONTENT_TYPE_JSON;
+    if (ct !== CONTENT_TYPE_JSON && !/[/+]json$/.test(ct)) {
+      if (typeof data !== 'string') throw new InvalidArgumentError(`a CloudEvent with datacontenttype ${ct} needs string data or data_base64`);
+      e.data = Buffer.from(data, 'utf8');
+      e.contentType = ct;
+    } else e.data = data === undefined ? null : data;
+  }
+  return e;
+}
+
+/** A name-based UUID (version 5 layout, SHA-1), stable for the same name. */
+function uuidFromName(name: string): string {
+  const h = createHash('sha1').update('eventful-cloudevents').update(name).digest();
+  h[6] = (h[6]! & 0x0f) | 0x50;
+  h[8] = (h[8]! & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+function parseExpectedHeader(v: string | string[] | undefined): ExpectedRevision | undefined {
+  if (v === undefined) return undefined;
+  const s = Array.isArray(v) ? v[0]! : v;
+  if (s === 'any' || s === 'no_stream' || s === 'stream_exists') return s;
+  if (/^-?\d+$/.test(s)) return Number(s);
+  throw new InvalidArgumentError(`eventful-expected-revision must be any, no_stream, stream_exists or a revision, got '${s}'`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The app
+
+export async function buildHttp(ctx: HttpContext, options: { https?: { key: Buffer; cert: Buffer } }): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: ctx.limits.httpBodyBytesMax,
+    ...(options.https ? { https: options.https } : {}),
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: false, allErrors: false } },
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+
+  for (const ct of ['application/cloudevents+json', 'application/cloudevents-batch+json']) {
+    app.addContentTypeParser(ct, { parseAs: 'string' }, (_req, body, done) => {
+      try {
+        done(null, JSON.parse(body as string));
+      } catch (err) {
+        done(new InvalidArgumentError(`malformed JSON body: ${(err as Error).message}`), undefined);
+      }
+    });
+  }
+  app.addSchema(ErrorBody);
+
+  app.setErrorHandler((err: Error & { code?: string; statusCode?: number; validation?: unknown; validationContext?: string }, _req, reply) => {
+    const e = toHttpError(err);
+    if (e instanceof InternalError) ctx.log('error', 'HTTP request failed unexpectedly', { error: err.stack ?? String(err) });
+    void reply.code(e.httpStatus).send({ code: e.code, message: e.message, details: e.details });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}`, details: {} });
+  });
+
+  const defs = routes(ctx);
+  for (const r of defs) {
+    const bodySchema = r.body === undefined ? undefined : r.bodyTypes === undefined ? r.body : { content: { 'application/json': { schema: r.body }, ...Object.fromEntries(Object.entries(r.bodyTypes).map(([k, v]) => [k, { schema: v }])) } };
+    app.route({
+      method: r.method,
+      url: r.url,
+      schema: {
+        ...(r.params ? { params: r.params } : {}),
+        ...(r.querystring ? { querystring: r.querystring } : {}),
+        ...(bodySchema ? { body: bodySchema } : {}),
+      },
+      handler: async (req, reply) => {
+        const principal = r.auth ? ctx.auth.authenticate(bearer(req)) : undefined;
+        return r.handler(req, reply, principal!);
+      },
+    });
+  }
+  const doc = openApiDocument(defs, ctx.version);
+  app.get('/openapi.json', async () => doc);
+  return app;
+}
+
+function bearer(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (h === undefined) return undefined;
+  const m = /^Bearer\s+(.+)$/i.exec(h);
+  return m ? m[1]!.trim() : undefined;
+}
+
+function toHttpError(err: Error & { code?: string; statusCode?: number; validation?: unknown; validationContext?: string }): EventfulError {
+  if (err instanceof EventfulError) return err;
+  if (err.validation !== undefined) {
+    return new InvalidArgumentError(`${err.validationContext ?? 'request'}: ${err.message.replace(/^(body|querystring|params)\/?/, '')}`, { where: err.validationContext });
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new LimitExceededError('httpBodyBytesMax', -1, -1, 'request body is larger than httpBodyBytesMax');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new UnsupportedMediaTypeError(`unsupported content type; send application/json${''}`);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new InvalidArgumentError('the JSON body is empty');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new InvalidArgumentError('Content-Length does not match the body');
+    default:
+      break;
+  }
+  if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY') return new InvalidArgumentError(`malformed JSON body: ${err.message}`);
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) return new InvalidArgumentError(err.message);
+  return new InternalError('the request failed inside the server');
+}
+
+/** The OpenAPI 3.1 document for the route table. */
+export function openApiDocument(defs: RouteDef[], version: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of defs) {
+    const path = r.url.replace(/:([A-Za-z]+)/g, '{$1}');
+    const parameters: unknown[] = [];
+    for (const [where, schema] of [['path', r.params], ['query', r.querystring]] as const) {
+      if (!schema) continue;
+      const props = (schema as unknown as { properties: Record<string, TSchema> }).properties;
+      const required = new Set((schema as unknown as { required?: string[] }).required ?? []);
+      for (const [name, s] of Object.entries(props)) parameters.push({ name, in: where, required: where === 'path' || required.has(name), schema: s });
+    }
+    const responses: Record<string, unknown> = {};
+    for (const [status, schema] of Object.entries(r.responses)) responses[status] = { description: Number(status) < 300 ? 'OK' : 'Error', content: { 'application/json': { schema } } };
+    responses.default = { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+    const op: Record<string, unknown> = { operationId: r.operationId, summary: r.summary, parameters, responses };
+    if (r.auth) op.security = [{ bearer: [] }];
+    if (r.body) {
+      op.requestBody = {
+        required: true,
+        content: { 'application/json': { schema: r.body }, ...Object.fromEntries(Object.entries(r.bodyTypes ?? {}).map(([k, v]) => [k, { schema: v }])) },
+      };
+    }
+    (paths[path] ??= {})[r.method.toLowerCase()] = op;
+  }
+  paths['/openapi.json'] = { get: { operationId: 'openApi', summary: 'This document.', responses: { 200: { description: 'OK' } } } };
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Eventful HTTP API', version },
+    paths,
+    components: { schemas: { Error: ErrorBody }, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+  };
+}

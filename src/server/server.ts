@@ -1,0 +1,183 @@
+/**
+ * The Eventful server: one embedded store shared by many clients, through the binary protocol
+ * over TCP (and the same frames over WebSocket at /ws) and the HTTP JSON API.
+ *
+ * Shutdown (SIGTERM/SIGINT, or `close()`): stop accepting connections, let requests in flight
+ * finish (appends become durable and are answered), end subscriptions, close connections, then
+ * close the store. A second signal exits at once; recovery on the next start makes that safe.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
+import { ConfigInvalidError } from '../core/errors.js';
+import { openStore } from '../streams/store.js';
+import type { FileEventStore } from '../streams/store.js';
+import { Authenticator } from './auth.js';
+import { isLoopback } from './config.js';
+import type { ServerConfig } from './config.js';
+import { buildHttp } from './http.js';
+import { Session } from './session.js';
+import type { SessionContext, Transport } from './session.js';
+
+export type LogFn = (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+
+const LEVELS = { error: 0, warn: 1, info: 2, debug: 3 } as const;
+
+/** JSON lines on stderr. */
+export function stderrLogger(level: keyof typeof LEVELS): LogFn {
+  const max = LEVELS[level];
+  return (l, message, fields) => {
+    if (LEVELS[l] > max) return;
+    process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: l, message, ...fields }) + '\n');
+  };
+}
+
+export interface RunningServer {
+  readonly store: FileEventStore;
+  readonly httpUrl: string;
+  readonly tcpUrl: string;
+  readonly wsUrl: string;
+  readonly authEnabled: boolean;
+  readonly tls: boolean;
+  /** Graceful shutdown; resolves when the store is closed. */
+  close(): Promise<void>;
+}
+
+export async function startServer(config: Readonly<ServerConfig>, options: { log?: LogFn; version?: string } = {}): Promise<RunningServer> {
+  const log = options.log ?? stderrLogger(config.logLevel);
+  const version = options.version ?? '0.0.0';
+  const auth = new Authenticator(config.auth?.tokens);
+  if (!isLoopback(config.host) && !auth.enabled && !config.insecureNoAuth) {
+    throw new ConfigInvalidError(`refusing to listen on ${config.host} without auth: configure auth.tokens, or pass --insecure-no-auth`);
+  }
+  const tlsOptions = config.tlsKey !== undefined && config.tlsCert !== undefined ? { key: fs.readFileSync(config.tlsKey), cert: fs.readFileSync(config.tlsCert) } : undefined;
+
+  const store = await openStore({
+    dir: config.dataDir,
+    durability: config.durability,
+    syncIntervalMs: config.syncIntervalMs,
+    segmentBytes: config.segmentBytes,
+    limits: config.storeLimits,
+    onWarning: (message, details) => log('warn', message, details),
+  });
+  if (store.recovery.truncatedBytes > 0 || store.recovery.indexRebuilt) log('warn', 'recovered the data directory', { ...store.recovery });
+
+  let ready = false;
+  const sessions = new Set<Session>();
+  const ctx: SessionContext = { store, auth, limits: config.serverLimits, serverName: `eventful/${version}`, log };
+  const admit = (transport: Transport): Session | undefined => {
+    if (sessions.size >= config.serverLimits.connectionsMax) {
+      log('warn', 'refusing a connection: connectionsMax reached', { remote: transport.remote });
+      transport.close();
+      return undefined;
+    }
+    const s: Session = new Session(transport, ctx, () => sessions.delete(s));
+    sessions.add(s);
+    return s;
+  };
+
+  // Binary protocol over TCP (or TLS).
+  const onSocket = (socket: net.Socket): void => {
+    socket.setNoDelay(true);
+    const transport: Transport = {
+      write: (b) => void socket.write(b),
+      get bufferedBytes() {
+        return socket.writableLength;
+      },
+      pauseReading: () => socket.pause(),
+      resumeReading: () => socket.resume(),
+      onDrain: (cb) => socket.on('drain', cb),
+      close: () => socket.end(() => socket.destroy()),
+      remote: `${socket.remoteAddress}:${socket.remotePort}`,
+    };
+    const session = admit(transport);
+    if (!session) return;
+    socket.on('data', (chunk: Buffer) => session.receive(chunk));
+    socket.on('close', () => session.closed());
+    socket.on('error', () => session.closed());
+  };
+  const tcp = tlsOptions ? tls.createServer(tlsOptions, onSocket) : net.createServer(onSocket);
+
+  // HTTP API, and the binary protocol over WebSocket at /ws.
+  const http = await buildHttp(
+    { store, auth, limits: config.serverLimits, version, startedAt: Date.now(), durability: config.durability, isReady: () => ready, log },
+    { https: tlsOptions },
+  );
+  const wss = new WebSocketServer({ noServer: true, maxPayload: config.serverLimits.frameBytesMax });
+  http.server.on('upgrade', (req, socket, head) => {
+    if ((req.url ?? '').split('?')[0] !== '/ws') {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      const drainWaiters: Array<() => void> = [];
+      const transport: Transport = {
+        write: (b) =>
+          ws.send(b, { binary: true }, () => {
+            if (ws.bufferedAmount === 0) for (const w of drainWaiters) w();
+          }),
+        get bufferedBytes() {
+          return ws.bufferedAmount;
+        },
+        pauseReading: () => ws.pause(),
+        resumeReading: () => ws.resume(),
+        onDrain: (cb) => drainWaiters.push(cb),
+        close: () => ws.close(),
+        remote: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
+      };
+      const session = admit(transport);
+      if (!session) return;
+      ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => session.receive(Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)));
+      ws.on('close', () => session.closed());
+      ws.on('error', () => session.closed());
+    });
+  });
+
+  try {
+    await http.listen({ host: config.host, port: config.httpPort });
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(config.tcpPort, config.host, () => {
+        tcp.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await http.close().catch(() => undefined);
+    tcp.close();
+    await store.close();
+    throw err;
+  }
+  ready = true;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const httpPort = (http.server.address() as AddressInfo).port;
+  const tcpPort = (tcp.address() as AddressInfo).port;
+  const secure = tlsOptions !== undefined;
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      ready = false;
+      log('info', 'shutting down: no new connections; finishing requests in flight');
+      tcp.close();
+      const httpClosed = http.close();
+      await Promise.all([...sessions].map((s) => s.shutdown()));
+      wss.close();
+      await httpClosed.catch(() => undefined);
+      await store.close();
+      log('info', 'stopped; the store is closed');
+    })());
+
+  return {
+    store,
+    httpUrl: `${secure ? 'https' : 'http'}://${host}:${httpPort}`,
+    wsUrl: `${secure ? 'wss' : 'ws'}://${host}:${httpPort}/ws`,
+    tcpUrl: `${secure ? 'tls' : 'tcp'}://${host}:${tcpPort}`,
+    authEnabled: auth.enabled,
+    tls: secure,
+    close,
+  };
+}

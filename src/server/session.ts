@@ -1,0 +1,389 @@
+/**
+ * One binary-protocol connection, over TCP or WebSocket (the transport is abstract here).
+ *
+ * - The first frame must be HELLO; until then nothing else is served.
+ * - Requests are handled concurrently (pipelining): each is answered under its request id, at
+ *   most `inFlightRequestsMax` at a time.
+ * - Reads and subscriptions are credit-based: the client grants `credit` events and tops it up
+ *   with CREDIT frames; the server never sends more than granted, so a slow consumer costs the
+ *   server at most one page per stream.
+ * - Outgoing frames made in the same turn go out in one write. When the transport's queue passes
+ *   `outputBufferBytesMax` the session stops reading requests until it drains, so a client that
+ *   sends faster than it reads cannot make the server buffer without bound.
+ * - PING every `heartbeatMs` of quiet; a peer silent for `idleTimeoutMs` is disconnected.
+ */
+import { EventfulError, InternalError, OverloadedError, ProtocolError, UnauthenticatedError } from '../core/errors.js';
+import type { EventStore, PageSource, ReadAllFilter, RecordedEvent, Subscription } from '../core/events.js';
+import type { ServerLimits } from '../core/limits.js';
+import { FRAME, FRAME_NAMES, FrameDecoder, PROTOCOL_VERSION, encodeFrame } from '../protocol/codec.js';
+import type { Frame, FrameType } from '../protocol/codec.js';
+import { errorBody, eventInputFromWire, eventToWire } from '../protocol/messages.js';
+import { requireReadAll, requireRole } from './auth.js';
+import type { Authenticator, Principal } from './auth.js';
+
+export interface Transport {
+  /** Queues bytes; false when the queue is over the transport's own high-water mark. */
+  write(bytes: Buffer): void;
+  readonly bufferedBytes: number;
+  pauseReading(): void;
+  resumeReading(): void;
+  onDrain(cb: () => void): void;
+  close(): void;
+  readonly remote: string;
+}
+
+export interface SessionContext {
+  store: EventStore;
+  auth: Authenticator;
+  limits: ServerLimits;
+  serverName: string;
+  log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+}
+
+interface Stream {
+  credit: number;
+  wake: (() => void) | undefined;
+  cancelled: boolean;
+  subscription?: Subscription;
+}
+
+export class Session {
+  #t: Transport;
+  #ctx: SessionContext;
+  #decoder: FrameDecoder;
+  #principal: Principal | undefined;
+  #outbox: Buffer[] = [];
+  #outboxBytes = 0;
+  #flushScheduled = false;
+  #inFlight = 0;
+  #streams = new Map<number, Stream>();
+  #subscriptions = 0;
+  #lastHeard = Date.now();
+  #timer: NodeJS.Timeout;
+  #helloTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #paused = false;
+  #onClose: () => void;
+
+  constructor(transport: Transport, ctx: SessionContext, onClose: () => void) {
+    this.#t = transport;
+    this.#ctx = ctx;
+    this.#onClose = onClose;
+    this.#decoder = new FrameDecoder(ctx.limits.frameBytesMax);
+    this.#timer = setInterval(() => this.#tick(), Math.min(ctx.limits.heartbeatMs, 1000));
+    this.#timer.unref();
+    this.#helloTimer = setTimeout(() => this.#fatal(new ProtocolError('no HELLO in time')), ctx.limits.helloTimeoutMs);
+    this.#helloTimer.unref();
+    transport.onDrain(() => this.#drained());
+  }
+
+  /** Bytes from the transport. */
+  receive(chunk: Buffer): void {
+    if (this.#closed) return;
+    this.#lastHeard = Date.now();
+    let frames: Frame[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (err) {
+      this.#fatal(err instanceof EventfulError ? err : new ProtocolError(String(err)));
+      return;
+    }
+    for (const f of frames) {
+      if (this.#closed) return;
+      this.#handle(f);
+    }
+  }
+
+  /** The transport closed: end every read and subscription of this connection. */
+  closed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    if (this.#helloTimer) clearTimeout(this.#helloTimer);
+    for (const s of this.#streams.values()) this.#cancel(s);
+    this.#streams.clear();
+    for (const w of this.#idleWaiters.splice(0)) w();
+    this.#onClose();
+  }
+
+  /**
+   * Server shutdown: read no more requests, end reads and subscriptions, wait for the requests
+   * in flight (appends are answered once durable), send what is queued, then close.
+   */
+  async shutdown(): Promise<void> {
+    this.#t.pauseReading();
+    for (const [id, s] of this.#streams) {
+      this.#cancel(s);
+      this.#send(FRAME.SUBSCRIPTION_ENDED, id, { reason: 'server shutting down' });
+    }
+    while (this.#inFlight > 0 && !this.#closed) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    this.#flush();
+    this.#t.close();
+  }
+
+  #idleWaiters: Array<() => void> = [];
+
+  #handle(f: Frame): void {
+    if (this.#principal === undefined) {
+      if (f.type !== FRAME.HELLO) return this.#fatal(new ProtocolError(`the first frame must be HELLO, got ${FRAME_NAMES[f.type]}`));
+      return this.#hello(f);
+    }
+    switch (f.type) {
+      case FRAME.PING:
+        return this.#send(FRAME.PONG, f.requestId, {});
+      case FRAME.PONG:
+        return;
+      case FRAME.CREDIT: {
+        const s = this.#streams.get(f.requestId);
+        const n = f.body.credit;
+        if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) return this.#error(f.requestId, new ProtocolError('CREDIT needs a positive integer credit'));
+        if (s) {
+          s.credit += n;
+          s.wake?.();
+        }
+        return;
+      }
+      case FRAME.UNSUBSCRIBE:
+      case FRAME.CANCEL: {
+        const s = this.#streams.get(f.requestId);
+        if (s) {
+          this.#cancel(s);
+          this.#streams.delete(f.requestId);
+          this.#send(f.type === FRAME.UNSUBSCRIBE ? FRAME.SUBSCRIPTION_ENDED : FRAME.EVENTS, f.requestId, f.type === FRAME.UNSUBSCRIBE ? { reason: 'unsubscribed' } : { events: [], done: true });
+        }
+        return;
+      }
+      case FRAME.HELLO:
+        return this.#error(f.requestId, new ProtocolError('HELLO was already sent'));
+      default:
+        break;
+    }
+    if (this.#inFlight >= this.#ctx.limits.inFlightRequestsMax) {
+      return this.#error(f.requestId, new OverloadedError(`more than ${this.#ctx.limits.inFlightRequestsMax} requests in flight on this connection`));
+    }
+    this.#inFlight++;
+    this.#request(f)
+      .catch((err: unknown) => this.#error(f.requestId, toEventfulError(err, this.#ctx)))
+      .finally(() => {
+        if (--this.#inFlight === 0 && this.#idleWaiters.length > 0) {
+          for (const w of this.#idleWaiters.splice(0)) w();
+        }
+      });
+  }
+
+  #hello(f: Frame): void {
+    if (this.#helloTimer) clearTimeout(this.#helloTimer);
+    this.#helloTimer = undefined;
+    const version = f.body.version;
+    if (version !== PROTOCOL_VERSION) {
+      return this.#fatal(new ProtocolError(`protocol version ${String(version)} is not supported; this server speaks ${PROTOCOL_VERSION}`, { supported: [PROTOCOL_VERSION] }), f.requestId);
+    }
+    try {
+      this.#principal = this.#ctx.auth.authenticate(typeof f.body.token === 'string' ? f.body.token : undefined);
+    } catch (err) {
+      return this.#fatal(err instanceof EventfulError ? err : new UnauthenticatedError(), f.requestId);
+    }
+    const l = this.#ctx.limits;
+    this.#send(FRAME.WELCOME, f.requestId, {
+      version: PROTOCOL_VERSION,
+      server: this.#ctx.serverName,
+      heartbeatMs: l.heartbeatMs,
+      limits: { frameBytesMax: l.frameBytesMax, inFlightRequestsMax: l.inFlightRequestsMax, readPageEventsMax: l.readPageEventsMax },
+    });
+  }
+
+  async #request(f: Frame): Promise<void> {
+    const b = f.body;
+    const store = this.#ctx.store;
+    const p = this.#principal!;
+    switch (f.type) {
+      case FRAME.APPEND: {
+        const stream = b.stream as string;
+        if (!Array.isArray(b.events)) throw new ProtocolError('APPEND needs an events array');
+        requireRole(p, 'write', String(stream));
+        const events = b.events.map((e, i) => eventInputFromWire(e, i));
+        const options = b.expectedRevision === undefined ? undefined : { expectedRevision: b.expectedRevision as never };
+        const r = await store.append(stream, events, options);
+        return this.#send(FRAME.APPENDED, f.requestId, r as unknown as Record<string, unknown>);
+      }
+      case FRAME.READ_STREAM: {
+        requireRole(p, 'read', String(b.stream));
+        const reader = store.readStream(b.stream as string, pick(b, ['from', 'direction', 'limit']));
+        return this.#pump(f.requestId, b.credit, pagesOf(reader, this.#ctx.limits.readPageEventsMax), false);
+      }
+      case FRAME.READ_ALL: {
+        requireReadAll(p, b.filter as ReadAllFilter | undefined);
+        const reader = store.readAll(pick(b, ['from', 'direction', 'limit', 'filter']));
+        return this.#pump(f.requestId, b.credit, pagesOf(reader, this.#ctx.limits.readPageEventsMax), false);
+      }
+      case FRAME.SUBSCRIBE: {
+        if (this.#subscriptions >= this.#ctx.limits.subscriptionsPerConnectionMax) {
+          throw new OverloadedError(`at most ${this.#ctx.limits.subscriptionsPerConnectionMax} subscriptions per connection`);
+        }
+        // 'end' is resolved here and told to the client (SUBSCRIBED.from), so that a client that
+        // reconnects before its first event resumes from the same place, not a later 'end'.
+        let sub: Subscription;
+        let from = b.from;
+        if (b.stream !== undefined) {
+          requireRole(p, 'read', String(b.stream));
+          if (from === undefined || from === 'end') from = ((await store.streamInfo(b.stream as string))?.revision ?? -1) + 1;
+          sub = store.subscribeToStream(b.stream as string, { from: from as number });
+        } else {
+          requireReadAll(p, b.filter as ReadAllFilter | undefined);
+          if (from === undefined || from === 'end') from = (await store.headPosition()) + 1;
+          sub = store.subscribeToAll({ ...pick(b, ['filter']), from: from as number });
+        }
+        this.#subscriptions++;
+        try {
+          return await this.#pump(f.requestId, b.credit, pagesOf(sub, this.#ctx.limits.readPageEventsMax), typeof from === 'number' ? from : undefined, sub);
+        } finally {
+          this.#subscriptions--;
+          await sub.close();
+        }
+      }
+      case FRAME.STREAM_INFO: {
+        requireRole(p, 'read', String(b.stream));
+        const info = await store.streamInfo(b.stream as string);
+        return this.#send(FRAME.STREAM_INFO_RESULT, f.requestId, { info: info ?? null });
+      }
+      case FRAME.LIST_STREAMS: {
+        const prefix = typeof b.prefix === 'string' ? b.prefix : '';
+        requireRole(p, 'read', prefix);
+        const streams = await store.listStreams(pick(b, ['prefix', 'after', 'limit']));
+        return this.#send(FRAME.STREAMS, f.requestId, { streams });
+      }
+      case FRAME.HEAD:
+        return this.#send(FRAME.HEAD_RESULT, f.requestId, { position: await store.headPosition() });
+      default:
+        throw new ProtocolError(`frame ${FRAME_NAMES[f.type]} is not a request`);
+    }
+  }
+
+  /**
+   * Sends pages from `next` under `requestId`, never more events than the client's credit.
+   * A read ends with EVENTS { done: true }; a subscription runs until cancelled.
+   */
+  async #pump(requestId: number, credit: unknown, next: PageSource, subscribedFrom: number | 'start' | undefined | false, subscription?: Subscription): Promise<void> {
+    const isSubscription = subscription !== undefined;
+    if (typeof credit !== 'number' || !Number.isSafeInteger(credit) || credit <= 0) throw new ProtocolError('reads and subscriptions need a positive integer credit');
+    if (this.#streams.has(requestId)) throw new ProtocolError(`request id ${requestId} is already in use`);
+    const s: Stream = { credit, wake: undefined, cancelled: false, subscription };
+    this.#streams.set(requestId, s);
+    if (isSubscription) this.#send(FRAME.SUBSCRIBED, requestId, typeof subscribedFrom === 'number' ? { from: subscribedFrom } : {});
+    let carry: RecordedEvent[] = [];
+    try {
+      while (!s.cancelled && !this.#closed) {
+        if (s.credit <= 0 || this.#t.bufferedBytes > this.#ctx.limits.outputBufferBytesMax) {
+          await new Promise<void>((resolve) => (s.wake = resolve));
+          s.wake = undefined;
+          continue;
+        }
+        let page = carry;
+        if (page.length === 0) {
+          const p = await next();
+          if (s.cancelled || this.#closed) return;
+          if (p === undefined) break;
+          page = p;
+        }
+        const n = Math.min(page.length, s.credit);
+        carry = page.slice(n);
+        s.credit -= n;
+        this.#send(FRAME.EVENTS, requestId, { events: page.slice(0, n).map(eventToWire) });
+      }
+      if (!s.cancelled && !this.#closed && !isSubscription) this.#send(FRAME.EVENTS, requestId, { events: [], done: true });
+    } finally {
+      this.#streams.delete(requestId);
+    }
+  }
+
+  #cancel(s: Stream): void {
+    s.cancelled = true;
+    s.wake?.();
+    void s.subscription?.close();
+  }
+
+  #error(requestId: number, err: EventfulError): void {
+    this.#send(FRAME.ERROR, requestId, errorBody(err));
+  }
+
+  /** An error after which the byte stream cannot be trusted: say why, then close. */
+  #fatal(err: EventfulError, requestId = 0): void {
+    if (this.#closed) return;
+    this.#ctx.log('warn', 'closing connection after a protocol error', { remote: this.#t.remote, code: err.code, message: err.message });
+    this.#send(FRAME.ERROR, requestId, errorBody(err));
+    this.#flush();
+    this.#t.close();
+    this.closed();
+  }
+
+  #send(type: FrameType, requestId: number, body: Record<string, unknown>): void {
+    if (this.#closed) return;
+    const bytes = encodeFrame(type, requestId, body);
+    this.#outbox.push(bytes);
+    this.#outboxBytes += bytes.length;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#outbox.length === 0 || this.#closed) return;
+    const bytes = this.#outbox.length === 1 ? this.#outbox[0]! : Buffer.concat(this.#outbox, this.#outboxBytes);
+    this.#outbox = [];
+    this.#outboxBytes = 0;
+    this.#t.write(bytes);
+    if (!this.#paused && this.#t.bufferedBytes > this.#ctx.limits.outputBufferBytesMax) {
+      this.#paused = true;
+      this.#t.pauseReading();
+    }
+  }
+
+  #drained(): void {
+    if (this.#paused) {
+      this.#paused = false;
+      this.#t.resumeReading();
+    }
+    for (const s of this.#streams.values()) s.wake?.();
+  }
+
+  #tick(): void {
+    const quiet = Date.now() - this.#lastHeard;
+    if (quiet > this.#ctx.limits.idleTimeoutMs) {
+      this.#ctx.log('info', 'closing idle connection', { remote: this.#t.remote, quietMs: quiet });
+      this.#t.close();
+      this.closed();
+      return;
+    }
+    if (this.#principal !== undefined && quiet >= this.#ctx.limits.heartbeatMs) this.#send(FRAME.PING, 0, {});
+  }
+}
+
+function pick(b: Record<string, unknown>, keys: string[]): Record<string, never> {
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (b[k] !== undefined && b[k] !== null) out[k] = b[k];
+  return out as Record<string, never>;
+}
+
+/** Pages of at most `max` events from a reader's or subscription's pages. */
+function pagesOf(source: { pages(): AsyncIterable<RecordedEvent[]> }, max: number): PageSource {
+  const it = source.pages()[Symbol.asyncIterator]();
+  let rest: RecordedEvent[] = [];
+  return async () => {
+    if (rest.length === 0) {
+      const r = await it.next();
+      if (r.done) return undefined;
+      rest = r.value;
+    }
+    const page = rest.length <= max ? rest : rest.slice(0, max);
+    rest = rest.length <= max ? [] : rest.slice(max);
+    return page;
+  };
+}
+
+function toEventfulError(err: unknown, ctx: SessionContext): EventfulError {
+  if (err instanceof EventfulError) return err;
+  ctx.log('error', 'request failed unexpectedly', { error: (err as Error)?.stack ?? String(err) });
+  return new InternalError('the request failed inside the server');
+}
