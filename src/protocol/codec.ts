@@ -17,7 +17,7 @@
  * A decoder error means the stream of frames can no longer be trusted: the peer sends an ERROR
  * frame (requestId 0) with the code and closes the connection.
  */
-import { Packr } from 'msgpackr';
+import { Packr } from 'msgpackr/pack';
 import { ProtocolError } from '../core/errors.js';
 
 export const PROTOCOL_VERSION = 1;
