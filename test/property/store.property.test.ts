@@ -22,7 +22,7 @@ import type { FileEventStore, OpenStoreOptions } from '../../src/streams/store.j
 // ---------------------------------------------------------------------------------------------
 // Vocabulary of the generated commands
 
-const STREAMS = ['order-1', 'order-2', 'orders-1', 'user-1', 'user-10', 'user', 'x', 'café-1'] as const;
+const STREAMS = ['order-1', 'order-2', 'orders-1', 'user-1', 'user-10', 'user-1-a', 'user', 'x', 'café-1'] as const;
 const INVALID_STREAMS = ['', 'has space', '$system', 'tab\there'] as const;
 const TYPES = ['OrderPlaced', 'OrderShipped', 'UserRegistered', 'Ping', 'Événement'] as const;
 const PREFIXES = ['o', 'order', 'order-', 'orders', 'user', 'user-1', 'user-10', 'x', 'café', 'z'] as const;
@@ -57,11 +57,14 @@ interface AppendCmd {
   invalid: 'none' | 'emptyType' | 'dupId';
 }
 
-/** Re-sends an earlier successful append (picked by `pick`), verbatim or with its last id changed. */
+/**
+ * Re-sends an earlier successful append (picked by `pick`): verbatim (a retry), with its last id
+ * changed, or with one more event (both only partly a retry: a conflict).
+ */
 interface ResendCmd {
   kind: 'resend';
   pick: number;
-  conflict: boolean;
+  variant: 'verbatim' | 'changedLast' | 'extended';
 }
 
 type FromSpec = undefined | 'start' | 'end' | 'invalid' | { frac: number; delta: number };
@@ -103,7 +106,13 @@ const dataArb: fc.Arbitrary<DataSpec> = fc.oneof(
   { weight: 3, arbitrary: fc.jsonValue({ maxDepth: 2, stringUnit: 'grapheme' }).map((value): DataSpec => ({ kind: 'json', value })) },
   {
     weight: 4,
-    arbitrary: fc.record({ bytes: fc.integer({ min: 0, max: 4096 }), tag: fc.nat(9) }).map(({ bytes, tag }): DataSpec => ({ kind: 'padded', bytes, tag })),
+    arbitrary: fc
+      .record({
+        // Mostly a few KiB, so that a run's log rolls past its 64 KiB segment.
+        bytes: fc.oneof({ weight: 1, arbitrary: fc.integer({ min: 0, max: 256 }) }, { weight: 2, arbitrary: fc.integer({ min: 2048, max: 8192 }) }),
+        tag: fc.nat(9),
+      })
+      .map(({ bytes, tag }): DataSpec => ({ kind: 'padded', bytes, tag })),
   },
   {
     weight: 1,
@@ -129,8 +138,10 @@ const eventSpecArb: fc.Arbitrary<EventSpec> = fc.record({
 });
 
 const expectArb: fc.Arbitrary<ExpectSpec> = fc.oneof(
-  fc.constantFrom<ExpectSpec>({ kind: 'omit' }, { kind: 'any' }, { kind: 'no_stream' }, { kind: 'stream_exists' }, { kind: 'right' }, { kind: 'right' }),
-  fc.integer({ min: -3, max: 3 }).filter((d) => d !== 0).map((delta): ExpectSpec => ({ kind: 'wrong', delta })),
+  { weight: 4, arbitrary: fc.constant<ExpectSpec>({ kind: 'right' }) },
+  { weight: 3, arbitrary: fc.constantFrom<ExpectSpec>({ kind: 'omit' }, { kind: 'any' }) },
+  { weight: 2, arbitrary: fc.constantFrom<ExpectSpec>({ kind: 'no_stream' }, { kind: 'stream_exists' }) },
+  { weight: 2, arbitrary: fc.integer({ min: -3, max: 3 }).filter((d) => d !== 0).map((delta): ExpectSpec => ({ kind: 'wrong', delta })) },
 );
 
 const appendArb: fc.Arbitrary<AppendCmd> = fc.record({
@@ -144,7 +155,7 @@ const appendArb: fc.Arbitrary<AppendCmd> = fc.record({
 const resendArb: fc.Arbitrary<ResendCmd> = fc.record({
   kind: fc.constant('resend' as const),
   pick: fc.nat(1000),
-  conflict: fc.boolean()
+  variant: fc.constantFrom<ResendCmd['variant']>('verbatim', 'verbatim', 'changedLast', 'extended'),
 });
 
 const fromArb: fc.Arbitrary<FromSpec> = fc.oneof(
@@ -443,6 +454,14 @@ async function collect(reader: EventReader, iterate: boolean): Promise<RecordedE
 
 async function runScenario(config: RunConfig, cmds: Cmd[]): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'eventful-prop-'));
+  try {
+    await runIn(dir, config, cmds);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function runIn(dir: string, config: RunConfig, cmds: Cmd[]): Promise<void> {
   const options: OpenStoreOptions = {
     dir,
     durability: 'none',
@@ -620,8 +639,9 @@ async function runScenario(config: RunConfig, cmds: Cmd[]): Promise<void> {
     const w = model.written[cmd.pick % model.written.length]!;
     await learnIds(w, ctx);
     const inputs = w.inputs.map((input, i) => (input.id !== undefined ? input : { ...input, id: model.at(w.result.positions[i]!).id! }));
-    const conflict = cmd.conflict && inputs.length >= 2;
-    if (conflict) inputs[inputs.length - 1] = { ...inputs[inputs.length - 1]!, id: explicitId(idCounter++, false) };
+    const conflict = cmd.variant === 'extended' || (cmd.variant === 'changedLast' && inputs.length >= 2);
+    if (cmd.variant === 'extended') inputs.push({ type: 'Ping', id: explicitId(idCounter++, false) });
+    else if (conflict) inputs[inputs.length - 1] = { ...inputs[inputs.length - 1]!, id: explicitId(idCounter++, false) };
     const outcome = model.predict(w.stream, inputs, w.options);
     // The model itself must agree with the spec of a retry.
     if (conflict) assert.deepEqual(outcome, { kind: 'conflict' }, `${ctx}: model predicts a conflict for a changed re-send`);
@@ -641,7 +661,7 @@ async function runScenario(config: RunConfig, cmds: Cmd[]): Promise<void> {
     const tsHi = Date.now();
     planned.forEach((p, i) => {
       const r = results[i]!;
-      const c = `${ctx}: append #${i} to '${p.stream}' (${p.resendOf ? (p.conflict ? 'changed re-send' : 're-send') : 'fresh'}, expectedRevision ${JSON.stringify(p.options?.expectedRevision)})`;
+      const c = `${ctx}: append #${i} to '${p.stream}' (${p.resendOf ? (p.conflict ? 'changed or extended re-send' : 're-send') : 'fresh'}, expectedRevision ${JSON.stringify(p.options?.expectedRevision)})`;
       for (const e of p.added) e.tsHi = tsHi;
       const o = p.outcome;
       switch (o.kind) {
@@ -803,17 +823,17 @@ async function runScenario(config: RunConfig, cmds: Cmd[]): Promise<void> {
     stats.runs++;
   } finally {
     await store.close().catch(() => undefined);
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-test('the file store behaves like an in-memory event store model under random commands', { timeout: 300_000 }, async () => {
+test('the file store behaves like an in-memory event store model under random commands', { timeout: 300_000 }, async (t) => {
   await fc.assert(
-    fc.asyncProperty(configArb, fc.array(cmdArb, { minLength: 1, maxLength: 40 }), async (config, cmds) => {
+    fc.asyncProperty(configArb, fc.array(cmdArb, { minLength: 1, maxLength: 80, size: 'max' }), async (config, cmds) => {
       await runScenario(config, cmds);
     }),
     { numRuns: 100 },
   );
+  t.diagnostic(JSON.stringify(stats));
   // Guard against a vacuous generator: every kind of outcome and the segment roll must occur.
   assert.ok(stats.ok > 500, `fresh appends: ${stats.ok}`);
   assert.ok(stats.idempotent > 20, `idempotent re-sends: ${stats.idempotent}`);
