@@ -164,11 +164,14 @@ export class Connection {
 
   async #connectOnce(): Promise<void> {
     this.#decoder = new FrameDecoder(64 * 1024 * 1024);
-    const transport = await this.#dial(
+    let transport: ClientTransport | undefined;
+    transport = await this.#dial(
       this.url,
       this.#o,
       (bytes) => this.#receive(bytes),
-      (err) => this.#lost(transport, err),
+      (err) => {
+        if (transport !== undefined) this.#lost(transport, err);
+      },
     );
     this.#transport = transport;
     this.#lastHeard = Date.now();

@@ -27,12 +27,14 @@ async function dialSocket(url: URL, o: ConnectOptions, onData: OnData, onClose: 
   const tls = await import('node:tls');
   return new Promise((resolve, reject) => {
     let settled = false;
+    let connected = false;
     const socket = secure
       ? tls.connect({ host, port, ca: o.ca, rejectUnauthorized: o.rejectUnauthorized ?? true, servername: net.isIP(host) ? undefined : host })
       : net.connect({ host, port });
     socket.setNoDelay(true);
     socket.once(secure ? 'secureConnect' : 'connect', () => {
       settled = true;
+      connected = true;
       resolve({
         send: (b) => void socket.write(b),
         close: () => socket.destroy(),
@@ -46,7 +48,7 @@ async function dialSocket(url: URL, o: ConnectOptions, onData: OnData, onClose: 
       }
     });
     socket.on('close', () => {
-      if (settled) onClose(new Error('socket closed'));
+      if (connected) onClose(new Error('socket closed'));
     });
   });
 }

@@ -43,9 +43,10 @@ export const DEFAULT_LIMITS = {
    */
   groupCommitBytesMax: 8 * MiB,
   /**
-   * Events appended with expectedRevision `any` or `stream_exists` whose ids are remembered for
-   * idempotent retries (about 100 bytes of memory each). Appends with an exact revision or
-   * `no_stream` are checked against the log itself, without a window. @default 100,000
+   * Most recent event ids remembered (with their stream and revision) so that a retried append
+   * with expectedRevision `any` or `stream_exists` is recognised (about 100 bytes of memory
+   * each; refilled from the log's tail on open). Retries with an exact revision or `no_stream`
+   * are checked against the log itself and need no window. @default 100,000
    */
   idempotencyWindowEvents: 100_000,
   /** Bytes read from a segment per read call when scanning the log. @default 1 MiB */
