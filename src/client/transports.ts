@@ -82,7 +82,8 @@ async function dialWebSocket(url: URL, onData: OnData, onClose: OnClose): Promis
     };
     ws.onmessage = (ev) => {
       const d = ev.data;
-      onData(d instanceof ArrayBuffer ? new Uint8Array(d) : (d as Uint8Array));
+      // ArrayBuffer.isView checks internal slots, so it also works across realms (iframes, vm).
+      onData(ArrayBuffer.isView(d) ? (d as Uint8Array) : new Uint8Array(d as ArrayBuffer));
     };
     ws.onerror = () => {
       if (!open) reject(new ConnectionLostError(`cannot connect to ${url.href}`));

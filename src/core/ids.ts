@@ -1,5 +1,4 @@
 /** Event ids: RFC 9562 UUIDs, carried as canonical strings and stored as 16 bytes. */
-import { randomUUID } from 'node:crypto';
 
 const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
@@ -9,7 +8,7 @@ export function isUuid(value: unknown): value is string {
 }
 
 export function newEventId(): string {
-  return randomUUID();
+  return globalThis.crypto.randomUUID();
 }
 
 /** Writes the 16 bytes of a canonical UUID string into `out` at `offset`. */
