@@ -156,4 +156,7 @@ export function checkServerLimitRelations(server: ServerLimits, store: StoreLimi
   }
   if (server.httpBodyBytesMax < store.eventBytesMax) throw new ConfigInvalidError('httpBodyBytesMax must be at least eventBytesMax');
   if (server.heartbeatMs * 2 > server.idleTimeoutMs) throw new ConfigInvalidError('idleTimeoutMs must be at least twice heartbeatMs');
+  // A socket only reports 'drain' after its queue passed its own 16 KiB high-water mark; a
+  // lower limit could pause a connection that is never woken.
+  if (server.outputBufferBytesMax < 64 * KiB) throw new ConfigInvalidError('outputBufferBytesMax must be at least 64 KiB');
 }

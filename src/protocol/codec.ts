@@ -89,7 +89,10 @@ export function decodeFrame(bytes: Buffer): Frame {
       throw new ProtocolError(`frame ${FRAME_NAMES[type]} has a body that is not valid MessagePack: ${(err as Error).message}`, { type });
     }
   }
-  if (typeof body !== 'object' || body === null || Array.isArray(body) || Buffer.isBuffer(body)) {
+  // A plain map only: msgpackr also decodes its own extensions (Date, Set, RegExp, Error, typed
+  // arrays), which are not standard MessagePack and not part of this protocol.
+  const proto = typeof body === 'object' && body !== null ? Object.getPrototypeOf(body) : undefined;
+  if (proto !== Object.prototype && proto !== null) {
     throw new ProtocolError(`frame ${FRAME_NAMES[type]} body must be a MessagePack map`, { type });
   }
   return { type: type as FrameType, requestId, body: body as Record<string, unknown> };

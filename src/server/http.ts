@@ -9,8 +9,10 @@
 import { createHash } from 'node:crypto';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Type } from '@sinclair/typebox';
+import { FormatRegistry, Type } from '@sinclair/typebox';
 import type { TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Value } from '@sinclair/typebox/value';
 import {
   EventfulError,
   InternalError,
@@ -39,6 +41,8 @@ export interface HttpContext {
 
 // ---------------------------------------------------------------------------------------------
 // Schemas
+
+if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', isUuid);
 
 const ErrorBody = Type.Object(
   { code: Type.String(), message: Type.String(), details: Type.Record(Type.String(), Type.Unknown()) },
@@ -319,7 +323,7 @@ function fromJsonEvent(e: EventInJson, i: number): EventInput {
   if (e.metadata !== undefined) out.metadata = e.metadata;
   if (e.dataBase64 !== undefined) {
     if (e.data !== undefined) throw new InvalidArgumentError(`events[${i}]: give data or dataBase64, not both`);
-    out.data = Buffer.from(e.dataBase64, 'base64');
+    out.data = base64(e.dataBase64, `events[${i}].dataBase64`);
     if (e.contentType !== undefined) out.contentType = e.contentType;
   } else {
     out.data = e.data;
@@ -364,14 +368,15 @@ const CloudEvent = Type.Object(
 type CloudEventIn = Record<string, unknown> & { id: string; source: string; type: string; data?: unknown; data_base64?: string; datacontenttype?: string };
 
 function fromCloudEvent(ce: CloudEventIn): EventInput {
-  const { data, data_base64, datacontenttype, ...attributes } = ce;
+  const { data, data_base64, ...attributes } = ce;
+  const datacontenttype = ce.datacontenttype;
   // CloudEvents ids are unique per source, and need not be UUIDs: derive a stable UUID from
   // source and id, so a re-delivered CloudEvent is an idempotent append.
   const id = isUuid(ce.id) ? ce.id : uuidFromName(`${ce.source}\u0000${ce.id}`);
   const e: EventInput = { id, type: ce.type, metadata: { cloudevents: attributes } };
   if (data_base64 !== undefined) {
     if (data !== undefined) throw new InvalidArgumentError('a CloudEvent has data or data_base64, not both');
-    e.data = Buffer.from(data_base64, 'base64');
+    e.data = base64(data_base64, 'data_base64');
     e.contentType = datacontenttype ?? 'application/octet-stream';
   } else {
     const ct = datacontenttype ?? CONTENT_TYPE_JSON;
@@ -382,6 +387,14 @@ function fromCloudEvent(ce: CloudEventIn): EventInput {
     } else e.data = data === undefined ? null : data;
   }
   return e;
+}
+
+const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Decodes standard base64, refusing anything else (Buffer.from would skip bad characters). */
+function base64(s: string, what: string): Buffer {
+  if (!BASE64_RE.test(s)) throw new InvalidArgumentError(`${what} is not valid base64 (standard alphabet, with padding)`);
+  return Buffer.from(s, 'base64');
 }
 
 /** A name-based UUID (version 5 layout, SHA-1), stable for the same name. */
@@ -409,8 +422,25 @@ export async function buildHttp(ctx: HttpContext, options: { https?: { key: Buff
     logger: false,
     bodyLimit: ctx.limits.httpBodyBytesMax,
     ...(options.https ? { https: options.https } : {}),
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: false, allErrors: false } },
+    routerOptions: { maxParamLength: 4 * 1024 },
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+
+  // Requests are checked with TypeBox against the route table's schemas. Query strings and path
+  // parameters are text, so they are converted first ('5' to 5); bodies are JSON and must have
+  // the right types as sent. Errors name the field and say what was expected.
+  app.setValidatorCompiler(({ schema, httpPart }) => {
+    const checker = TypeCompiler.Compile(schema as TSchema);
+    const convert = httpPart === 'querystring' || httpPart === 'params';
+    return (data: unknown) => {
+      const value = convert ? Value.Convert(schema as TSchema, data) : data;
+      if (checker.Check(value)) return { value };
+      const e = checker.Errors(value).First()!;
+      const field = e.path === '' ? '' : ` field '${e.path.slice(1).replace(/\//g, '.')}'`;
+      return { error: new InvalidArgumentError(`${httpPart ?? 'request'}${field}: ${e.message}`, { where: httpPart, path: e.path }) };
+    };
+  });
+  // Only JSON bodies (and the CloudEvents types below) are accepted.
+  app.removeContentTypeParser('text/plain');
 
   for (const ct of ['application/cloudevents+json', 'application/cloudevents-batch+json']) {
     app.addContentTypeParser(ct, { parseAs: 'string' }, (_req, body, done) => {
@@ -424,7 +454,7 @@ export async function buildHttp(ctx: HttpContext, options: { https?: { key: Buff
   app.addSchema(ErrorBody);
 
   app.setErrorHandler((err: Error & { code?: string; statusCode?: number; validation?: unknown; validationContext?: string }, _req, reply) => {
-    const e = toHttpError(err);
+    const e = toHttpError(err, ctx.limits);
     if (e instanceof InternalError) ctx.log('error', 'HTTP request failed unexpectedly', { error: err.stack ?? String(err) });
     void reply.code(e.httpStatus).send({ code: e.code, message: e.message, details: e.details });
   });
@@ -461,16 +491,16 @@ function bearer(req: FastifyRequest): string | undefined {
   return m ? m[1]!.trim() : undefined;
 }
 
-function toHttpError(err: Error & { code?: string; statusCode?: number; validation?: unknown; validationContext?: string }): EventfulError {
+function toHttpError(err: Error & { code?: string; statusCode?: number; validation?: unknown; validationContext?: string }, limits: ServerLimits): EventfulError {
   if (err instanceof EventfulError) return err;
   if (err.validation !== undefined) {
     return new InvalidArgumentError(`${err.validationContext ?? 'request'}: ${err.message.replace(/^(body|querystring|params)\/?/, '')}`, { where: err.validationContext });
   }
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new LimitExceededError('httpBodyBytesMax', -1, -1, 'request body is larger than httpBodyBytesMax');
+      return new LimitExceededError('httpBodyBytesMax', -1, limits.httpBodyBytesMax, `request body is larger than httpBodyBytesMax (${limits.httpBodyBytesMax} bytes)`);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new UnsupportedMediaTypeError(`unsupported content type; send application/json${''}`);
+      return new UnsupportedMediaTypeError('unsupported content type; send application/json (or application/cloudevents+json where documented)');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new InvalidArgumentError('the JSON body is empty');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':

@@ -176,8 +176,10 @@ export class Session {
     this.#helloTimer = undefined;
     const version = f.body.version;
     if (version !== PROTOCOL_VERSION) {
-      return this.#fatal(new ProtocolError(`protocol version ${String(version)} is not supported; this server speaks ${PROTOCOL_VERSION}`, { supported: [PROTOCOL_VERSION] }), f.requestId);
+      const said = typeof version === 'number' || typeof version === 'string' ? String(version) : typeof version;
+      return this.#fatal(new ProtocolError(`protocol version ${said} is not supported; this server speaks ${PROTOCOL_VERSION}`, { supported: [PROTOCOL_VERSION] }), f.requestId);
     }
+    if (f.body.token !== undefined && typeof f.body.token !== 'string') return this.#fatal(new ProtocolError('HELLO token must be a string'), f.requestId);
     try {
       this.#principal = this.#ctx.auth.authenticate(typeof f.body.token === 'string' ? f.body.token : undefined);
     } catch (err) {
@@ -198,17 +200,18 @@ export class Session {
     const p = this.#principal!;
     switch (f.type) {
       case FRAME.APPEND: {
-        const stream = b.stream as string;
+        const stream = streamField(b);
         if (!Array.isArray(b.events)) throw new ProtocolError('APPEND needs an events array');
-        requireRole(p, 'write', String(stream));
+        requireRole(p, 'write', stream);
         const events = b.events.map((e, i) => eventInputFromWire(e, i));
         const options = b.expectedRevision === undefined ? undefined : { expectedRevision: b.expectedRevision as never };
         const r = await store.append(stream, events, options);
         return this.#send(FRAME.APPENDED, f.requestId, r as unknown as Record<string, unknown>);
       }
       case FRAME.READ_STREAM: {
-        requireRole(p, 'read', String(b.stream));
-        const reader = store.readStream(b.stream as string, pick(b, ['from', 'direction', 'limit']));
+        const stream = streamField(b);
+        requireRole(p, 'read', stream);
+        const reader = store.readStream(stream, pick(b, ['from', 'direction', 'limit']));
         return this.#pump(f.requestId, b.credit, pagesOf(reader, this.#ctx.limits.readPageEventsMax), false);
       }
       case FRAME.READ_ALL: {
@@ -225,9 +228,10 @@ export class Session {
         let sub: Subscription;
         let from = b.from;
         if (b.stream !== undefined) {
-          requireRole(p, 'read', String(b.stream));
-          if (from === undefined || from === 'end') from = ((await store.streamInfo(b.stream as string))?.revision ?? -1) + 1;
-          sub = store.subscribeToStream(b.stream as string, { from: from as number });
+          const stream = streamField(b);
+          requireRole(p, 'read', stream);
+          if (from === undefined || from === 'end') from = ((await store.streamInfo(stream))?.revision ?? -1) + 1;
+          sub = store.subscribeToStream(stream, { from: from as number });
         } else {
           requireReadAll(p, b.filter as ReadAllFilter | undefined);
           if (from === undefined || from === 'end') from = (await store.headPosition()) + 1;
@@ -242,8 +246,9 @@ export class Session {
         }
       }
       case FRAME.STREAM_INFO: {
-        requireRole(p, 'read', String(b.stream));
-        const info = await store.streamInfo(b.stream as string);
+        const stream = streamField(b);
+        requireRole(p, 'read', stream);
+        const info = await store.streamInfo(stream);
         return this.#send(FRAME.STREAM_INFO_RESULT, f.requestId, { info: info ?? null });
       }
       case FRAME.LIST_STREAMS: {
@@ -358,6 +363,11 @@ export class Session {
     }
     if (this.#principal !== undefined && quiet >= this.#ctx.limits.heartbeatMs) this.#send(FRAME.PING, 0, {});
   }
+}
+
+function streamField(b: Record<string, unknown>): string {
+  if (typeof b.stream !== 'string') throw new ProtocolError(`'stream' must be a string, got ${b.stream === null ? 'nil' : typeof b.stream}`);
+  return b.stream;
 }
 
 function pick(b: Record<string, unknown>, keys: string[]): Record<string, never> {
