@@ -5,7 +5,7 @@
  * increasing, never reused); a *revision* is an event's place within its stream (starts at 0).
  * A stream's *category* is the part of its name before the first '-': `order-123` is in `order`.
  */
-import { uuidFromBytes, uuidToBytes } from './ids.js';
+import { uuidFromBytes } from './ids.js';
 
 export const CONTENT_TYPE_JSON = 'application/json';
 export const CONTENT_TYPE_BINARY = 'application/octet-stream';
@@ -185,55 +185,88 @@ export class RecordedEvent {
   readonly contentType: string;
   /** Commit time, ms since the epoch. */
   readonly timestamp: number;
-  #idBytes: Uint8Array | undefined;
+  // The id, metadata and data stay where they were read (a log chunk, a wire frame); views and
+  // decoded values are made on first access, so a scan that looks at positions makes none.
+  #idSrc: Uint8Array;
+  #idOffset: number;
+  #metadataSrc: Uint8Array | undefined;
+  #metadataOffset: number;
+  #metadataLength: number;
+  #dataSrc: Uint8Array;
+  #dataOffset: number;
+  #dataLength: number;
   #id: string | undefined;
-  #dataBytes: Uint8Array;
+  #dataView: Uint8Array | undefined;
   #data: unknown;
-  #dataDecoded = false;
-  #metadataBytes: Uint8Array | undefined;
+  #dataDecoded: boolean;
   #metadata: Record<string, unknown> | undefined;
 
   constructor(
     position: number,
     stream: string,
     revision: number,
-    id: string | Uint8Array,
     type: string,
     contentType: string,
     timestamp: number,
-    metadataBytes: Uint8Array | undefined,
-    dataBytes: Uint8Array,
+    idSrc: Uint8Array,
+    idOffset: number,
+    metadataSrc: Uint8Array | undefined,
+    metadataOffset: number,
+    metadataLength: number,
+    dataSrc: Uint8Array,
+    dataOffset: number,
+    dataLength: number,
   ) {
     this.position = position;
     this.stream = stream;
     this.revision = revision;
-    if (typeof id === 'string') this.#id = id;
-    else this.#idBytes = id;
     this.type = type;
     this.contentType = contentType;
     this.timestamp = timestamp;
-    this.#metadataBytes = metadataBytes !== undefined && metadataBytes.length > 0 ? metadataBytes : undefined;
-    this.#dataBytes = dataBytes;
+    this.#idSrc = idSrc;
+    this.#idOffset = idOffset;
+    this.#metadataSrc = metadataLength > 0 ? metadataSrc : undefined;
+    this.#metadataOffset = metadataOffset;
+    this.#metadataLength = metadataLength;
+    this.#dataSrc = dataSrc;
+    this.#dataOffset = dataOffset;
+    this.#dataLength = dataLength;
+    this.#id = undefined;
+    this.#dataView = undefined;
+    this.#data = undefined;
+    this.#dataDecoded = false;
+    this.#metadata = undefined;
+  }
+
+  /** An event from separate parts: the 16 id bytes, the metadata's JSON bytes, the data bytes. */
+  static fromParts(
+    position: number,
+    stream: string,
+    revision: number,
+    id: Uint8Array,
+    type: string,
+    contentType: string,
+    timestamp: number,
+    metadata: Uint8Array | undefined,
+    data: Uint8Array,
+  ): RecordedEvent {
+    return new RecordedEvent(position, stream, revision, type, contentType, timestamp, id, 0, metadata, 0, metadata?.length ?? 0, data, 0, data.length);
   }
 
   get id(): string {
-    return (this.#id ??= uuidFromBytes(this.#idBytes!, 0));
+    return (this.#id ??= uuidFromBytes(this.#idSrc, this.#idOffset));
   }
 
   /** The id's 16 bytes. */
   get idBytes(): Uint8Array {
-    if (this.#idBytes === undefined) {
-      const b = new Uint8Array(16);
-      uuidToBytes(this.#id!, b, 0);
-      this.#idBytes = b;
-    }
-    return this.#idBytes;
+    return this.#idSrc.subarray(this.#idOffset, this.#idOffset + 16);
   }
 
   /** The payload: parsed JSON for JSON content, the bytes otherwise. */
   get data(): unknown {
     if (!this.#dataDecoded) {
-      this.#data = this.isJson ? (this.#dataBytes.length === 0 ? null : JSON.parse(utf8.decode(this.#dataBytes))) : this.#dataBytes;
+      const bytes = this.rawData;
+      this.#data = this.isJson ? (bytes.length === 0 ? null : JSON.parse(utf8.decode(bytes))) : bytes;
       this.#dataDecoded = true;
     }
     return this.#data;
@@ -241,18 +274,20 @@ export class RecordedEvent {
 
   /** The payload exactly as stored (the JSON text's UTF-8 bytes for JSON content). */
   get rawData(): Uint8Array {
-    return this.#dataBytes;
+    return (this.#dataView ??= this.#dataSrc.subarray(this.#dataOffset, this.#dataOffset + this.#dataLength));
   }
 
   get metadata(): Record<string, unknown> {
     if (this.#metadata === undefined) {
-      this.#metadata = this.#metadataBytes === undefined ? {} : (JSON.parse(utf8.decode(this.#metadataBytes)) as Record<string, unknown>);
+      const bytes = this.rawMetadata;
+      this.#metadata = bytes === undefined ? {} : (JSON.parse(utf8.decode(bytes)) as Record<string, unknown>);
     }
     return this.#metadata;
   }
 
+  /** The metadata's JSON bytes as stored, or undefined when there is none. */
   get rawMetadata(): Uint8Array | undefined {
-    return this.#metadataBytes;
+    return this.#metadataSrc?.subarray(this.#metadataOffset, this.#metadataOffset + this.#metadataLength);
   }
 
   get isJson(): boolean {
@@ -273,10 +308,16 @@ export class RecordedEvent {
       type: this.type,
       contentType: this.contentType,
       timestamp: this.timestamp,
-      data: this.isJson ? this.data : Buffer.from(this.#dataBytes).toString('base64'),
+      data: this.isJson ? this.data : bytesToBase64(this.rawData),
       metadata: this.metadata,
     };
   }
+}
+
+function bytesToBase64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]!);
+  return btoa(s);
 }
 
 export function categoryOf(stream: string): string {

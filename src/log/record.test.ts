@@ -16,6 +16,7 @@ function prepared(data: string, meta?: string): PreparedEvent {
   return {
     id,
     idString: '0f8fad5b-d9cb-469f-a165-70867728950e',
+    idKey: id.toString('latin1'),
     stream,
     type,
     contentType,

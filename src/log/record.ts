@@ -5,7 +5,8 @@
  *
  *   offset  size  field
  *   0       4     frameBytes   u32, length of the whole frame, these 4 bytes and the trailer included
- *   4       4     crc          CRC32C of every byte of the frame except these 4 (Castagnoli)
+ *   4       4     crc          CRC32C (Castagnoli) of bytes 8..end, the trailing length included;
+ *                              the leading length is checked against the trailing one
  *   8       1     kind         1 = event
  *   9       1     flags        bit 0 COMMIT: last record of an append (an append is atomic)
  *   10      8     position     u64, global position in the log (1, 2, 3, ...)
@@ -28,6 +29,7 @@
  */
 import { crc32c } from '@node-rs/crc32';
 import { FORMAT } from '../core/limits.js';
+import { StringInterner } from './intern.js';
 
 export const RECORD_KIND_EVENT = 1;
 export const FLAG_COMMIT = 1;
@@ -47,8 +49,10 @@ export interface PreparedEvent {
   contentType: Buffer;
   metadata: Buffer | undefined;
   data: Uint8Array;
-  /** The event's id as given or generated, for idempotency checks. */
-  idString: string;
+  /** The event's id as given; undefined when the store generated it. */
+  idString: string | undefined;
+  /** The id's 16 bytes as a latin1 string: a short, cheap key for idempotency checks. */
+  idKey: string;
   /** Frame size in bytes. */
   frameBytes: number;
 }
@@ -62,8 +66,19 @@ export function writeU64(buf: Buffer, value: number, offset: number): void {
   buf.writeUInt32LE(Math.floor(value / TWO_32), offset + 4);
 }
 
-export function readU64(buf: Buffer, offset: number): number {
-  return buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * TWO_32;
+/** Unchecked little-endian reads, for offsets already known to be inside `buf`. */
+export function u32(buf: Buffer, o: number): number {
+  return (buf[o]! | (buf[o + 1]! << 8) | (buf[o + 2]! << 16)) + buf[o + 3]! * 0x100_0000;
+}
+export function u16(buf: Buffer, o: number): number {
+  return buf[o]! | (buf[o + 1]! << 8);
+}
+
+/** Reads a u64 (below 2^53) without Buffer's bounds checks: callers read checked frames. */
+export function readU64(buf: Buffer, o: number): number {
+  const lo = (buf[o]! | (buf[o + 1]! << 8) | (buf[o + 2]! << 16)) + buf[o + 3]! * 0x100_0000;
+  const hi = (buf[o + 4]! | (buf[o + 5]! << 8) | (buf[o + 6]! << 16)) + buf[o + 7]! * 0x100_0000;
+  return lo + hi * TWO_32;
 }
 
 /** Frames `event` into `buf` at `offset`; returns the offset after the frame. */
@@ -103,10 +118,12 @@ export function encodeRecord(
   return p + 4;
 }
 
-/** CRC32C over the frame at `offset` of `length` bytes, skipping the CRC field itself. */
+/**
+ * CRC32C of the frame at `offset` of `length` bytes: everything after the CRC field. The leading
+ * length is covered through the trailing copy, which is under the CRC and must equal it.
+ */
 export function frameCrc(buf: Buffer, offset: number, length: number): number {
-  const first = crc32c(buf.subarray(offset, offset + 4));
-  return crc32c(buf.subarray(offset + 8, offset + length), first) >>> 0;
+  return crc32c(buf.subarray(offset + 8, offset + length)) >>> 0;
 }
 
 /** What a scanner found at an offset. */
@@ -121,27 +138,36 @@ export type FrameCheck =
  */
 export function checkFrame(buf: Buffer, offset: number, end: number, frameBytesMax: number): FrameCheck {
   if (end - offset < 4) return { ok: false, incomplete: true, needBytes: 4 };
-  const length = buf.readUInt32LE(offset);
+  const length = u32(buf, offset);
   if (length < RECORD_MIN_BYTES || length > frameBytesMax) {
     return { ok: false, incomplete: false, reason: `frame length ${length} out of range` };
   }
   if (end - offset < length) return { ok: false, incomplete: true, needBytes: length };
-  if (buf.readUInt32LE(offset + length - 4) !== length) {
+  if (u32(buf, offset + length - 4) !== length) {
     return { ok: false, incomplete: false, reason: 'trailing length does not match' };
   }
-  if (frameCrc(buf, offset, length) !== buf.readUInt32LE(offset + 4)) {
+  if (frameCrc(buf, offset, length) !== u32(buf, offset + 4)) {
     return { ok: false, incomplete: false, reason: 'CRC32C mismatch' };
   }
   if (buf[offset + 8] !== RECORD_KIND_EVENT) {
     return { ok: false, incomplete: false, reason: `unknown record kind ${buf[offset + 8]}` };
   }
-  const varBytes =
-    buf.readUInt16LE(offset + 50) + buf.readUInt16LE(offset + 52) + buf[offset + 54]! + buf.readUInt32LE(offset + 55) + buf.readUInt32LE(offset + 59);
+  const varBytes = u16(buf, offset + 50) + u16(buf, offset + 52) + buf[offset + 54]! + u32(buf, offset + 55) + u32(buf, offset + 59);
   if (RECORD_MIN_BYTES + varBytes !== length) {
     return { ok: false, incomplete: false, reason: 'field lengths do not add up to the frame length' };
   }
-  return { ok: true, length };
+  return okFrame(length);
 }
+
+// Most frames are small and the same few sizes: reuse their results instead of allocating.
+const OK_FRAMES: Array<{ ok: true; length: number } | undefined> = [];
+function okFrame(length: number): { ok: true; length: number } {
+  if (length >= 4096) return { ok: true, length };
+  return (OK_FRAMES[length] ??= Object.freeze({ ok: true as const, length }));
+}
+
+/** Stream names and event types repeat: decode each distinct one once (src/log/intern.ts). */
+export const interner = new StringInterner();
 
 /** Cheap field reads of a checked frame, for scanners that filter before decoding. */
 export const frame = {
@@ -150,13 +176,30 @@ export const frame = {
   revision: (buf: Buffer, o: number): number => readU64(buf, o + 18),
   timestamp: (buf: Buffer, o: number): number => readU64(buf, o + 26),
   streamBytes: (buf: Buffer, o: number): number => buf.readUInt16LE(o + 50),
-  stream: (buf: Buffer, o: number): string => buf.toString('utf8', o + RECORD_HEADER_BYTES, o + RECORD_HEADER_BYTES + buf.readUInt16LE(o + 50)),
+  stream: (buf: Buffer, o: number): string => interner.decode(buf, o + RECORD_HEADER_BYTES, o + RECORD_HEADER_BYTES + u16(buf, o + 50)),
   type: (buf: Buffer, o: number): string => {
-    const start = o + RECORD_HEADER_BYTES + buf.readUInt16LE(o + 50);
-    return buf.toString('utf8', start, start + buf.readUInt16LE(o + 52));
+    const start = o + RECORD_HEADER_BYTES + u16(buf, o + 50);
+    return interner.decode(buf, start, start + u16(buf, o + 52));
   },
   idBytes: (buf: Buffer, o: number): Buffer => buf.subarray(o + 34, o + 50),
 };
+
+const CT_JSON_BYTES = Buffer.from('application/json', 'latin1');
+
+/** Decodes a content type, without allocating for the usual `application/json`. */
+export function contentTypeAt(buf: Buffer, p: number, len: number): string {
+  if (len === 16) {
+    let same = true;
+    for (let i = 0; i < 16; i++) {
+      if (buf[p + i] !== CT_JSON_BYTES[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return 'application/json';
+  }
+  return buf.toString('latin1', p, p + len);
+}
 
 /** The variable fields of a checked frame, as views into `buf` (no copies). */
 export function frameFields(buf: Buffer, o: number): {
@@ -176,7 +219,7 @@ export function frameFields(buf: Buffer, o: number): {
   p += sLen;
   const type = buf.toString('utf8', p, p + tLen);
   p += tLen;
-  const contentType = buf.toString('latin1', p, p + cLen);
+  const contentType = contentTypeAt(buf, p, cLen);
   p += cLen;
   const metadata = buf.subarray(p, p + mLen);
   p += mLen;

@@ -56,7 +56,7 @@ export function eventFromWire(w: unknown): RecordedEvent {
   ) {
     throw new ProtocolError('an event on the wire has a field of the wrong type');
   }
-  return new RecordedEvent(position, stream, revision, id, type, contentType, timestamp, metadata ?? undefined, data);
+  return RecordedEvent.fromParts(position, stream, revision, id, type, contentType, timestamp, metadata ?? undefined, data);
 }
 
 const encoder = new TextEncoder();

@@ -8,7 +8,8 @@
 import { CONTENT_TYPE_BINARY, CONTENT_TYPE_JSON } from '../core/events.js';
 import type { AppendOptions, EventInput, ExpectedRevision, ReadAllFilter } from '../core/events.js';
 import { EventInvalidError, InvalidArgumentError, LimitExceededError, StreamNameInvalidError } from '../core/errors.js';
-import { isUuid, newEventId, uuidToBytes } from '../core/ids.js';
+import { isUuid, uuidToBytes } from '../core/ids.js';
+import { randomFillSync } from 'node:crypto';
 import type { StoreLimits } from '../core/limits.js';
 import { frameBytesFor } from '../log/record.js';
 import type { PreparedEvent } from '../log/record.js';
@@ -70,11 +71,14 @@ export function prepareEvents(streamBytes: Buffer, events: unknown, limits: Stor
   if (events.length > limits.eventsPerAppendMax) throw new LimitExceededError('eventsPerAppendMax', events.length, limits.eventsPerAppendMax);
   const prepared: PreparedEvent[] = new Array(events.length);
   let total = 0;
-  const seen = new Set<string>();
+  let seen: Set<string> | undefined;
   for (let i = 0; i < events.length; i++) {
     const p = prepareEvent(streamBytes, events[i], i, limits);
-    if (seen.has(p.idString)) throw new EventInvalidError(`event ${i}: id ${p.idString} appears twice in one append`, { index: i });
-    seen.add(p.idString);
+    if (p.idString !== undefined) {
+      seen ??= new Set<string>();
+      if (seen.has(p.idString)) throw new EventInvalidError(`event ${i}: id ${p.idString} appears twice in one append`, { index: i });
+      seen.add(p.idString);
+    }
     prepared[i] = p;
     total += p.frameBytes;
   }
@@ -97,16 +101,18 @@ function prepareEvent(streamBytes: Buffer, e: unknown, i: number, limits: StoreL
     if (!EVENT_KEYS.has(key)) throw new EventInvalidError(`event ${i}: unknown field '${key}'; known: type, data, metadata, id, contentType`, { index: i });
   }
   if (typeof ev.type !== 'string' || ev.type.length === 0) throw new EventInvalidError(`event ${i}: 'type' must be a non-empty string`, { index: i });
-  const type = Buffer.from(ev.type, 'utf8');
-  if (type.length > limits.eventTypeBytesMax) throw new LimitExceededError('eventTypeBytesMax', type.length, limits.eventTypeBytesMax, `event ${i}: type is ${type.length} bytes; at most ${limits.eventTypeBytesMax}`);
-  if (/\p{Cc}/u.test(ev.type)) throw new EventInvalidError(`event ${i}: 'type' must not contain control characters`, { index: i });
+  const type = typeBytes(ev.type, i, limits);
 
-  let idString: string;
-  if (ev.id === undefined) idString = newEventId();
-  else if (isUuid(ev.id)) idString = ev.id.toLowerCase();
-  else throw new EventInvalidError(`event ${i}: 'id' must be a UUID string like 3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f`, { index: i });
-  const id = Buffer.allocUnsafe(16);
-  uuidToBytes(idString, id, 0);
+  // A generated id needs no string form: nobody can retry with an id they never saw, so it is
+  // neither checked nor remembered for idempotency.
+  let idString: string | undefined;
+  let id: Buffer;
+  if (ev.id === undefined) id = randomEventIdBytes();
+  else if (isUuid(ev.id)) {
+    idString = ev.id.toLowerCase();
+    id = Buffer.allocUnsafe(16);
+    uuidToBytes(idString, id, 0);
+  } else throw new EventInvalidError(`event ${i}: 'id' must be a UUID string like 3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f`, { index: i });
 
   let data: Uint8Array;
   let contentType: Buffer;
@@ -149,6 +155,7 @@ function prepareEvent(streamBytes: Buffer, e: unknown, i: number, limits: StoreL
   return {
     id,
     idString,
+    idKey: id.toString('latin1'),
     stream: streamBytes,
     type,
     contentType,
@@ -156,6 +163,37 @@ function prepareEvent(streamBytes: Buffer, e: unknown, i: number, limits: StoreL
     data,
     frameBytes: frameBytesFor(streamBytes.length, type.length, contentType.length, metadata?.length ?? 0, data.length),
   };
+}
+
+// Event types repeat: their encoded bytes are cached (bounded) once checked.
+const typeCache = new Map<string, Buffer>();
+const TYPE_CACHE_MAX = 4096;
+
+function typeBytes(type: string, i: number, limits: StoreLimits): Buffer {
+  const cached = typeCache.get(type);
+  if (cached !== undefined && cached.length <= limits.eventTypeBytesMax) return cached;
+  const bytes = Buffer.from(type, 'utf8');
+  if (bytes.length > limits.eventTypeBytesMax) throw new LimitExceededError('eventTypeBytesMax', bytes.length, limits.eventTypeBytesMax, `event ${i}: type is ${bytes.length} bytes; at most ${limits.eventTypeBytesMax}`);
+  if (/\p{Cc}/u.test(type)) throw new EventInvalidError(`event ${i}: 'type' must not contain control characters`, { index: i });
+  if (typeCache.size >= TYPE_CACHE_MAX) typeCache.clear();
+  typeCache.set(type, bytes);
+  return bytes;
+}
+
+// Random (version 4) event ids, cut from a pool of random bytes refilled 4 KiB at a time.
+let pool = Buffer.allocUnsafe(0);
+let poolOffset = 0;
+
+function randomEventIdBytes(): Buffer {
+  if (poolOffset + 16 > pool.length) {
+    pool = randomFillSync(Buffer.allocUnsafe(4096));
+    poolOffset = 0;
+  }
+  const id = pool.subarray(poolOffset, poolOffset + 16);
+  poolOffset += 16;
+  id[6] = (id[6]! & 0x0f) | 0x40;
+  id[8] = (id[8]! & 0x3f) | 0x80;
+  return id;
 }
 
 function jsonBytes(value: unknown, what: string): Buffer {
