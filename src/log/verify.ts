@@ -67,8 +67,9 @@ export async function verifyDir(dirArg: string, options: VerifyOptions = {}): Pr
     const bases = listSegments(logDir);
     const total = bases.reduce((sum, b) => sum + fs.statSync(path.join(logDir, segmentFileName(b))).size, 0);
     const indexDir = path.join(dir, 'index');
-    if (fs.existsSync(indexDir)) index = StreamIndex.open(indexDir);
-    else problem(indexDir, 0, 'the stream index is missing (the next open rebuilds it)');
+    if (!fs.existsSync(indexDir)) problem(indexDir, 0, 'the stream index is missing (the next open rebuilds it)');
+    else if (StreamIndex.openedInEarlierBoot(indexDir)) problem(indexDir, 0, 'the machine restarted while the store was open: the index is not trusted (the next open rebuilds it)');
+    else index = StreamIndex.open(indexDir);
     const cp = index?.checkpoint();
     if (index !== undefined && cp === undefined && bases.length > 0) problem(indexDir, 0, 'the stream index has no checkpoint (the next open rebuilds it)');
     if (cp !== undefined && cp.logId !== logId) problem(indexDir, 0, 'the stream index belongs to another log');

@@ -940,6 +940,7 @@ export class FileEventStore implements EventStore {
       this.#closed = true;
       this.#wakeHeadWaiters();
       await this.#index.close();
+      if (this.#failed === undefined) StreamIndex.markClosed(path.join(this.dir, 'index'));
       this.#segments.closeAll();
       await this.#lock.release();
     }
@@ -1014,6 +1015,10 @@ async function recover(a: {
   const fileOf = (base: number): string => path.join(a.logDir, segmentFileName(base));
   let index: StreamIndex;
   let rebuildReason: string | undefined;
+  if (StreamIndex.openedInEarlierBoot(a.indexDir)) {
+    rebuildReason = 'the machine restarted while the store was open (the index is written without syncs)';
+    StreamIndex.destroy(a.indexDir);
+  }
   try {
     index = StreamIndex.open(a.indexDir);
   } catch (err) {
@@ -1047,6 +1052,7 @@ async function recover(a: {
     expected = startBase;
   }
 
+  index.markOpen();
   let replayed = 0;
   let activeEnd: number = HEADER_BYTES;
   let truncated = { bytes: 0, file: undefined as string | undefined, reason: undefined as string | undefined };

@@ -485,3 +485,34 @@ test('a deleted index is rebuilt, and reported as rebuilt, when the log has one 
     await store.close();
   }
 });
+
+test('an index left open by an earlier boot of the machine is rebuilt from the log; one left by a crashed process is kept', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'eventful-boot-'));
+  try {
+    let store = await openStore({ dir, durability: 'none' });
+    await store.append('boot-1', [{ type: 'A' }, { type: 'B' }]);
+    await store.close();
+    const marker = path.join(dir, 'index', 'OPEN');
+    assert.equal(fs.existsSync(marker), false, 'a clean close removes the marker');
+    // A process that died with the index open leaves the marker with this boot's id: kept.
+    const thisBoot = fs.existsSync('/proc/sys/kernel/random/boot_id') ? fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() : undefined;
+    if (thisBoot !== undefined) {
+      fs.writeFileSync(marker, thisBoot + '\n');
+      store = await openStore({ dir, durability: 'none' });
+      assert.equal(store.recovery.indexRebuilt, false);
+      await store.close();
+    }
+    // A marker from another boot: the OS went down with unsynced index pages, so rebuild.
+    fs.writeFileSync(marker, 'an-earlier-boot\n');
+    store = await openStore({ dir, durability: 'none' });
+    try {
+      assert.equal(store.recovery.indexRebuilt, true);
+      assert.match(store.recovery.indexRebuildReason ?? '', /restarted/);
+      assert.deepEqual((await store.readStream('boot-1').toArray()).map((e) => e.type), ['A', 'B']);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
