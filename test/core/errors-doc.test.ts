@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { test } from 'node:test';
 import * as api from '../../src/index.js';
 import { ERROR_REGISTRY } from '../../src/core/errors.js';
-import { DEFAULT_LIMITS } from '../../src/core/limits.js';
+import { DEFAULT_LIMITS, DEFAULT_SERVER_LIMITS } from '../../src/core/limits.js';
 
 test('every error code is documented in docs/errors.md with its wire code, HTTP status and retriable flag', () => {
   const doc = fs.readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
@@ -26,7 +26,7 @@ test('wire codes are unique', () => {
 
 test('every limit is documented in docs/limits.md with its default', () => {
   const doc = fs.readFileSync(new URL('../../docs/limits.md', import.meta.url), 'utf8');
-  for (const key of Object.keys(DEFAULT_LIMITS)) {
+  for (const key of [...Object.keys(DEFAULT_LIMITS), ...Object.keys(DEFAULT_SERVER_LIMITS)]) {
     assert.ok(doc.includes(`\`${key}\``), `${key} is missing from docs/limits.md`);
   }
 });
