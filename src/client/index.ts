@@ -9,7 +9,7 @@
  * only for ws:// URLs in Node (with its optional native add-ons off), and browsers use their
  * own WebSocket.
  */
-import { InvalidArgumentError, errorFromWire } from '../core/errors.js';
+import { InvalidArgumentError, ProtocolError, errorFromWire } from '../core/errors.js';
 import type { EventfulError } from '../core/errors.js';
 import { eventReader } from '../core/events.js';
 import type {
@@ -32,6 +32,7 @@ import { isUuid, newEventId } from '../core/ids.js';
 import { FRAME } from '../protocol/codec.js';
 import type { Frame, FrameType } from '../protocol/codec.js';
 import { eventFromWire, eventInputToWire } from '../protocol/messages.js';
+import { decodeEventRecords } from '../protocol/records.js';
 import { Connection } from './connection.js';
 import type { ConnectOptions, StreamHandler } from './connection.js';
 import { dialer } from './transports.js';
@@ -42,7 +43,7 @@ export * from '../core/errors.js';
 
 export const DEFAULT_TCP_URL = 'tcp://127.0.0.1:7071';
 /** Events the client lets a server send ahead of the reader, per read or subscription. */
-const WINDOW_EVENTS = 2048;
+const WINDOW_EVENTS = 8192;
 
 /** Connects to a server. Rejects if the first connection or its HELLO fails. */
 export async function connect(url: string = DEFAULT_TCP_URL, options: ConnectOptions = {}): Promise<RemoteEventStore> {
@@ -169,7 +170,7 @@ export class RemoteEventStore implements EventStore {
     const handler: StreamHandler = {
       onFrame(f: Frame) {
         if (f.type === FRAME.EVENTS) {
-          const events = (f.body.events as unknown[]).map(eventFromWire);
+          const events = eventsOf(f.body);
           if (events.length > 0) {
             pages.push(events);
             last = events[events.length - 1];
@@ -311,6 +312,15 @@ export class RemoteEventStore implements EventStore {
       [Symbol.asyncIterator]: () => iterator,
     };
   }
+}
+
+/** The events of an EVENTS frame: a records blob (src/protocol/records.ts) or wire arrays. */
+function eventsOf(body: Record<string, unknown>): RecordedEvent[] {
+  if (body.records !== undefined) {
+    if (!(body.records instanceof Uint8Array) || typeof body.count !== 'number') throw new ProtocolError('EVENTS records must be bytes with a count');
+    return decodeEventRecords(body.records, body.count);
+  }
+  return Array.isArray(body.events) ? body.events.map(eventFromWire) : [];
 }
 
 function strip(o: Record<string, unknown>): Record<string, unknown> {

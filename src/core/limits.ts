@@ -134,8 +134,8 @@ export const DEFAULT_SERVER_LIMITS = {
   outputBufferBytesMax: 8 * MiB,
   /** Largest HTTP request body. @default 17 MiB */
   httpBodyBytesMax: 17 * MiB,
-  /** Events per page of a read or subscription over the wire. @default 512 */
-  readPageEventsMax: 512,
+  /** Events per page of a read or subscription over the wire. @default 1,024 */
+  readPageEventsMax: 1024,
   /** Events an HTTP read returns at most (the `limit` query parameter). @default 1,000 */
   httpReadEventsMax: 1000,
   /** Subscriptions one connection may hold. @default 256 */

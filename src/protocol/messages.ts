@@ -9,7 +9,9 @@
  * Request bodies (field names are part of the protocol):
  *   HELLO        { version, token?, client? }             -> WELCOME { version, server, heartbeatMs, limits }
  *   APPEND       { stream, events, expectedRevision? }     -> APPENDED { positions, revision }
- *   READ_STREAM  { stream, from?, direction?, limit?, credit } -> EVENTS { events, done }...
+ *   READ_STREAM  { stream, from?, direction?, limit?, credit } -> EVENTS { records, count, done? }...
+ *                (records: the events as one blob, src/protocol/records.ts; `events`, an array
+ *                of the wire arrays above, is also accepted by the client)
  *   READ_ALL     { from?, direction?, limit?, filter?, credit } -> EVENTS...
  *   SUBSCRIBE    { stream?, from?, filter?, credit }       -> SUBSCRIBED {}, then EVENTS { events } pushed
  *   CREDIT       { credit }  (same requestId as the read or subscription it feeds)

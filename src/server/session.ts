@@ -17,7 +17,8 @@ import type { EventStore, PageSource, ReadAllFilter, RecordedEvent, Subscription
 import type { ServerLimits } from '../core/limits.js';
 import { FRAME, FRAME_NAMES, FrameDecoder, PROTOCOL_VERSION, encodeFrame } from '../protocol/codec.js';
 import type { Frame, FrameType } from '../protocol/codec.js';
-import { errorBody, eventInputFromWire, eventToWire } from '../protocol/messages.js';
+import { errorBody, eventInputFromWire } from '../protocol/messages.js';
+import { encodeEventRecords } from '../protocol/records.js';
 import { requireReadAll, requireRole } from './auth.js';
 import type { Authenticator, Principal } from './auth.js';
 
@@ -293,7 +294,7 @@ export class Session {
         const n = Math.min(page.length, s.credit);
         carry = page.slice(n);
         s.credit -= n;
-        this.#send(FRAME.EVENTS, requestId, { events: page.slice(0, n).map(eventToWire) });
+        this.#send(FRAME.EVENTS, requestId, { records: encodeEventRecords(n === page.length ? page : page.slice(0, n)), count: n });
       }
       if (!s.cancelled && !this.#closed && !isSubscription) this.#send(FRAME.EVENTS, requestId, { events: [], done: true });
     } finally {

@@ -29,6 +29,7 @@ import type { RecordedEvent, RemoteEventStore } from '../../src/client/index.js'
 import { ERROR_REGISTRY, EventfulError } from '../../src/core/errors.js';
 import { DEFAULT_SERVER_LIMITS } from '../../src/core/limits.js';
 import { FRAME, FRAME_NAMES, FrameDecoder, PROTOCOL_VERSION, encodeFrame } from '../../src/protocol/codec.js';
+import { decodeEventRecords } from '../../src/protocol/records.js';
 import type { Frame, FrameType } from '../../src/protocol/codec.js';
 import { startServerProcess } from '../e2e/server-process.js';
 import type { ServerProcess } from '../e2e/server-process.js';
@@ -973,10 +974,10 @@ describe('a client that sends faster than it reads', { timeout: 60_000 }, () => 
         if (f.type === FRAME.EVENTS && f.requestId >= 1 && f.requestId <= N) {
           const s = seen.get(f.requestId) ?? { events: 0, done: false, bad: undefined };
           seen.set(f.requestId, s);
-          for (const w of f.body.events as unknown[]) {
-            const e = w as unknown[];
-            const data = e[8] as Uint8Array;
-            if (e[1] !== 'big' || e[2] !== s.events || data.length !== BIG_EVENT_BYTES || data[0] !== s.events % 256) s.bad ??= `event ${s.events} of read ${f.requestId} is wrong`;
+          const events = f.body.records !== undefined ? decodeEventRecords(f.body.records as Uint8Array, f.body.count as number) : [];
+          for (const e of events) {
+            const data = e.rawData;
+            if (e.stream !== 'big' || e.revision !== s.events || data.length !== BIG_EVENT_BYTES || data[0] !== s.events % 256) s.bad ??= `event ${s.events} of read ${f.requestId} is wrong`;
             s.events++;
           }
           if (f.body.done === true) {
