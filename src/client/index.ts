@@ -31,7 +31,7 @@ import type {
 import { isUuid, newEventId } from '../core/ids.js';
 import { FRAME } from '../protocol/codec.js';
 import type { Frame, FrameType } from '../protocol/codec.js';
-import { eventFromWire, eventInputToWire } from '../protocol/messages.js';
+import { eventInputToWire } from '../protocol/messages.js';
 import { decodeEventRecords } from '../protocol/records.js';
 import { Connection } from './connection.js';
 import type { ConnectOptions, StreamHandler } from './connection.js';
@@ -314,13 +314,11 @@ export class RemoteEventStore implements EventStore {
   }
 }
 
-/** The events of an EVENTS frame: a records blob (src/protocol/records.ts) or wire arrays. */
+/** The events of an EVENTS frame (a records blob, src/protocol/records.ts). */
 function eventsOf(body: Record<string, unknown>): RecordedEvent[] {
-  if (body.records !== undefined) {
-    if (!(body.records instanceof Uint8Array) || typeof body.count !== 'number') throw new ProtocolError('EVENTS records must be bytes with a count');
-    return decodeEventRecords(body.records, body.count);
-  }
-  return Array.isArray(body.events) ? body.events.map(eventFromWire) : [];
+  if (body.records === undefined) return [];
+  if (!(body.records instanceof Uint8Array) || typeof body.count !== 'number') throw new ProtocolError('EVENTS records must be bytes with a count');
+  return decodeEventRecords(body.records, body.count);
 }
 
 function strip(o: Record<string, unknown>): Record<string, unknown> {

@@ -200,29 +200,3 @@ export function contentTypeAt(buf: Buffer, p: number, len: number): string {
   }
   return buf.toString('latin1', p, p + len);
 }
-
-/** The variable fields of a checked frame, as views into `buf` (no copies). */
-export function frameFields(buf: Buffer, o: number): {
-  stream: string;
-  type: string;
-  contentType: string;
-  metadata: Buffer;
-  data: Buffer;
-} {
-  let p = o + RECORD_HEADER_BYTES;
-  const sLen = buf.readUInt16LE(o + 50);
-  const tLen = buf.readUInt16LE(o + 52);
-  const cLen = buf[o + 54]!;
-  const mLen = buf.readUInt32LE(o + 55);
-  const dLen = buf.readUInt32LE(o + 59);
-  const stream = buf.toString('utf8', p, p + sLen);
-  p += sLen;
-  const type = buf.toString('utf8', p, p + tLen);
-  p += tLen;
-  const contentType = contentTypeAt(buf, p, cLen);
-  p += cLen;
-  const metadata = buf.subarray(p, p + mLen);
-  p += mLen;
-  const data = buf.subarray(p, p + dLen);
-  return { stream, type, contentType, metadata, data };
-}

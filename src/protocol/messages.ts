@@ -2,16 +2,14 @@
  * The bodies of protocol frames: how events and requests are laid out inside a frame's
  * MessagePack map. Pure, shared by server and client.
  *
- * An event on the wire is an array, to keep frames small:
- *   [position, stream, revision, id (16 bytes), type, contentType, timestamp, metadata (JSON bytes, or nil), data (bytes)]
+ * Events read or pushed travel as one binary blob per EVENTS frame (src/protocol/records.ts).
  * An event to append is a map: { id?: string, type, data: bytes, contentType, metadata?: JSON bytes }.
  *
  * Request bodies (field names are part of the protocol):
  *   HELLO        { version, token?, client? }             -> WELCOME { version, server, heartbeatMs, limits }
  *   APPEND       { stream, events, expectedRevision? }     -> APPENDED { positions, revision }
  *   READ_STREAM  { stream, from?, direction?, limit?, credit } -> EVENTS { records, count, done? }...
- *                (records: the events as one blob, src/protocol/records.ts; `events`, an array
- *                of the wire arrays above, is also accepted by the client)
+ *                (records: the page's events as one blob, src/protocol/records.ts)
  *   READ_ALL     { from?, direction?, limit?, filter?, credit } -> EVENTS...
  *   SUBSCRIBE    { stream?, from?, filter?, credit }       -> SUBSCRIBED {}, then EVENTS { events } pushed
  *   CREDIT       { credit }  (same requestId as the read or subscription it feeds)
@@ -22,12 +20,10 @@
  *   PING / PONG  {}   either side, any time
  *   ERROR        { code, message, details }  (requestId of the failed request; 0: the connection)
  */
-import { CONTENT_TYPE_BINARY, CONTENT_TYPE_JSON, RecordedEvent } from '../core/events.js';
+import { CONTENT_TYPE_BINARY, CONTENT_TYPE_JSON } from '../core/events.js';
 import type { EventInput } from '../core/events.js';
 import { ProtocolError } from '../core/errors.js';
 import type { EventfulError } from '../core/errors.js';
-
-export type WireEvent = [number, string, number, Uint8Array, string, string, number, Uint8Array | null, Uint8Array];
 
 export interface WireEventInput {
   id?: string;
@@ -35,30 +31,6 @@ export interface WireEventInput {
   data: Uint8Array;
   contentType: string;
   metadata?: Uint8Array;
-}
-
-export function eventToWire(e: RecordedEvent): WireEvent {
-  return [e.position, e.stream, e.revision, e.idBytes, e.type, e.contentType, e.timestamp, e.rawMetadata ?? null, e.rawData];
-}
-
-export function eventFromWire(w: unknown): RecordedEvent {
-  if (!Array.isArray(w) || w.length !== 9) throw new ProtocolError('an event must be an array of 9 fields');
-  const [position, stream, revision, id, type, contentType, timestamp, metadata, data] = w as unknown[];
-  if (
-    typeof position !== 'number' ||
-    typeof stream !== 'string' ||
-    typeof revision !== 'number' ||
-    !(id instanceof Uint8Array) ||
-    id.length !== 16 ||
-    typeof type !== 'string' ||
-    typeof contentType !== 'string' ||
-    typeof timestamp !== 'number' ||
-    !(metadata === null || metadata instanceof Uint8Array) ||
-    !(data instanceof Uint8Array)
-  ) {
-    throw new ProtocolError('an event on the wire has a field of the wrong type');
-  }
-  return RecordedEvent.fromParts(position, stream, revision, id, type, contentType, timestamp, metadata ?? undefined, data);
 }
 
 const encoder = new TextEncoder();
