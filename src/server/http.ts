@@ -179,9 +179,7 @@ function routes(ctx: HttpContext): RouteDef[] {
         const q = req.query as { from?: number | 'start' | 'end'; direction?: 'forwards' | 'backwards'; limit?: number };
         const limit = readLimit(q);
         const events = await store.readStream(stream, { from: q.from, direction: q.direction, limit: limit + 1 }).toArray();
-        const more = events.length > limit;
-        const page = more ? events.slice(0, limit) : events;
-        return { events: page.map(eventToJson), next: more ? events[limit]!.revision : null };
+        return pageOf(events, limit, (e) => e.revision);
       },
     },
     {
@@ -245,9 +243,7 @@ function routes(ctx: HttpContext): RouteDef[] {
         requireReadAll(p, f);
         const limit = readLimit(q);
         const events = await store.readAll({ from: q.from, direction: q.direction, limit: limit + 1, filter: f }).toArray();
-        const more = events.length > limit;
-        const page = more ? events.slice(0, limit) : events;
-        return { events: page.map(eventToJson), next: more ? events[limit]!.position : null };
+        return pageOf(events, limit, (e) => e.position);
       },
     },
     {
@@ -307,6 +303,12 @@ function routes(ctx: HttpContext): RouteDef[] {
 
 // ---------------------------------------------------------------------------------------------
 // Events in and out of JSON
+
+/** One page of a read that asked for limit + 1 events: `next` is where the following page starts. */
+function pageOf(events: RecordedEvent[], limit: number, cursor: (e: RecordedEvent) => number): { events: unknown[]; next: number | null } {
+  const more = events.length > limit;
+  return { events: (more ? events.slice(0, limit) : events).map(eventToJson), next: more ? cursor(events[limit]!) : null };
+}
 
 interface EventInJson {
   id?: string;
