@@ -217,6 +217,13 @@ test('the CLI: append, NDJSON bulk append, read, read-all, streams, info, exit c
     r = run(['append', 'cli-1', '--type', 'Hello', '--expected-revision', '5']);
     assert.equal(r.status, 3);
     assert.match(r.stderr, /WRONG_EXPECTED_REVISION/);
+    // --id makes a retried append idempotent: the same answer, nothing written twice.
+    const idArgs = ['append', 'cli-3', '--type', 'Once', '--id', '5d6c8a8e-2b1f-4c3e-9a7d-1e2f3a4b5c6d', '--expected-revision', 'no_stream', '--json'];
+    const once = run(idArgs);
+    assert.equal(once.status, 0, once.stderr);
+    const again = run(idArgs);
+    assert.equal(again.status, 0, again.stderr);
+    assert.deepEqual(JSON.parse(again.stdout), JSON.parse(once.stdout));
     r = run(['append', 'cli-2', '--json'], '{"type":"A","data":1}\n{"type":"B","data":2}\n\n{"type":"C"}\n');
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { appended: 3 });
@@ -227,9 +234,9 @@ test('the CLI: append, NDJSON bulk append, read, read-all, streams, info, exit c
     r = run(['read-all', '--json', '--type', 'Hello']);
     assert.deepEqual(r.stdout.trim().split('\n').map((l) => JSON.parse(l).stream), ['cli-1']);
     r = run(['streams', '--json']);
-    assert.deepEqual(r.stdout.trim().split('\n').map((l) => JSON.parse(l).stream), ['cli-1', 'cli-2']);
+    assert.deepEqual(r.stdout.trim().split('\n').map((l) => JSON.parse(l).stream), ['cli-1', 'cli-2', 'cli-3']);
     r = run(['info', '--json']);
-    assert.equal(JSON.parse(r.stdout).headPosition, 4);
+    assert.equal(JSON.parse(r.stdout).headPosition, 5);
     r = run(['append', 'cli-1', '--type', 'X', '--data', '{not json']);
     assert.equal(r.status, 2);
     const down = spawnSync(process.execPath, cliArgs(['info', '--url', 'tcp://127.0.0.1:1']), { encoding: 'utf8', timeout: 20_000 });
