@@ -11,6 +11,7 @@
  * - Every request has a deadline (`timeoutMs`); a stalled server is detected by heartbeats.
  */
 import { ConnectionLostError, EventfulError, OverloadedError, ProtocolError, TimeoutError, UnauthenticatedError, errorFromWire } from '../core/errors.js';
+import { DEFAULT_CLIENT_LIMITS } from '../core/limits.js';
 import { FRAME, FRAME_NAMES, FrameDecoder, PROTOCOL_VERSION, encodeFrame } from '../protocol/codec.js';
 import type { Frame, FrameType } from '../protocol/codec.js';
 
@@ -33,7 +34,6 @@ export interface ConnectOptions {
   onStateChange?: (state: 'connected' | 'disconnected' | 'reconnecting', detail?: string) => void;
 }
 
-export const DEFAULT_CLIENT_TIMEOUT_MS = 30_000;
 
 interface ClientTransport {
   send(bytes: Uint8Array): void;
@@ -68,7 +68,7 @@ export class Connection {
   readonly url: URL;
   #o: Required<Pick<ConnectOptions, 'timeoutMs' | 'reconnect' | 'reconnectDelayMs' | 'reconnectDelayMaxMs' | 'pendingRequestsMax'>> & ConnectOptions;
   #transport: ClientTransport | undefined;
-  #decoder = new FrameDecoder(64 * 1024 * 1024);
+  #decoder = new FrameDecoder(DEFAULT_CLIENT_LIMITS.frameBytesMax);
   #nextId = 1;
   #unary = new Map<number, Unary>();
   #streams = new Map<number, StreamHandler>();
@@ -86,11 +86,11 @@ export class Connection {
   constructor(url: URL, options: ConnectOptions, dial: Dialer) {
     this.url = url;
     this.#o = {
-      timeoutMs: DEFAULT_CLIENT_TIMEOUT_MS,
+      timeoutMs: DEFAULT_CLIENT_LIMITS.timeoutMs,
       reconnect: true,
-      reconnectDelayMs: 100,
-      reconnectDelayMaxMs: 5000,
-      pendingRequestsMax: 10_000,
+      reconnectDelayMs: DEFAULT_CLIENT_LIMITS.reconnectDelayMs,
+      reconnectDelayMaxMs: DEFAULT_CLIENT_LIMITS.reconnectDelayMaxMs,
+      pendingRequestsMax: DEFAULT_CLIENT_LIMITS.pendingRequestsMax,
       ...options,
     };
     this.#dial = dial;
@@ -163,7 +163,7 @@ export class Connection {
   }
 
   async #connectOnce(): Promise<void> {
-    this.#decoder = new FrameDecoder(64 * 1024 * 1024);
+    this.#decoder = new FrameDecoder(DEFAULT_CLIENT_LIMITS.frameBytesMax);
     let transport: ClientTransport | undefined;
     transport = await this.#dial(
       this.url,

@@ -29,6 +29,7 @@ import type {
   Subscription,
 } from '../core/events.js';
 import { isUuid, newEventId } from '../core/ids.js';
+import { DEFAULT_CLIENT_LIMITS } from '../core/limits.js';
 import { FRAME } from '../protocol/codec.js';
 import type { Frame, FrameType } from '../protocol/codec.js';
 import { eventInputToWire } from '../protocol/messages.js';
@@ -42,8 +43,7 @@ export * from '../core/events.js';
 export * from '../core/errors.js';
 
 export const DEFAULT_TCP_URL = 'tcp://127.0.0.1:7071';
-/** Events the client lets a server send ahead of the reader, per read or subscription. */
-const WINDOW_EVENTS = 8192;
+const WINDOW_EVENTS = DEFAULT_CLIENT_LIMITS.readWindowEvents;
 
 /** Connects to a server. Rejects if the first connection or its HELLO fails. */
 export async function connect(url: string = DEFAULT_TCP_URL, options: ConnectOptions = {}): Promise<RemoteEventStore> {

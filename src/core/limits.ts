@@ -160,3 +160,22 @@ export function checkServerLimitRelations(server: ServerLimits, store: StoreLimi
   // lower limit could pause a connection that is never woken.
   if (server.outputBufferBytesMax < 64 * KiB) throw new ConfigInvalidError('outputBufferBytesMax must be at least 64 KiB');
 }
+
+/** Bounds of the client (src/client/); the first four are options of `connect`. */
+export const DEFAULT_CLIENT_LIMITS = {
+  /** Deadline of one request. @default 30,000 ms */
+  timeoutMs: 30_000,
+  /** Requests waiting for an answer or a connection; more are refused with OVERLOADED. @default 10,000 */
+  pendingRequestsMax: 10_000,
+  /** First pause before reconnecting; doubles (with jitter) up to reconnectDelayMaxMs. @default 100 ms */
+  reconnectDelayMs: 100,
+  /** Longest pause between reconnect attempts. @default 5,000 ms */
+  reconnectDelayMaxMs: 5_000,
+  /**
+   * Events a read or subscription lets the server send ahead of the reader (its credit), so at
+   * most this many are buffered per read. @default 8,192
+   */
+  readWindowEvents: 8192,
+  /** Largest frame the client accepts from a server. @default 64 MiB */
+  frameBytesMax: 64 * MiB,
+} as const;

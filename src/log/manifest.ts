@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { CorruptionError } from '../core/errors.js';
-import { listSegments } from './segments.js';
+import { fsyncDir, listSegments } from './segments.js';
 
 export const MANIFEST_FILE = 'eventful.json';
 
@@ -37,6 +37,7 @@ export function readOrCreateManifest(dir: string): string {
   fs.fsyncSync(fd);
   fs.closeSync(fd);
   fs.renameSync(tmp, file);
+  fsyncDir(dir);
   return logId;
 }
 
