@@ -184,10 +184,14 @@ const utf8 = new TextDecoder('utf-8', { fatal: false });
  * log does not pay for fields a reader never looks at. `toJSON()` gives a plain object.
  */
 export class RecordedEvent {
+  /**
+   * Decodes stream names and types read lazily from a buffer. The store sets one that reuses
+   * recent decodings; the default works everywhere (browsers included).
+   */
+  static decodeText: (src: Uint8Array, start: number, end: number) => string = (src, start, end) => utf8.decode(src.subarray(start, end));
+
   readonly position: number;
-  readonly stream: string;
   readonly revision: number;
-  readonly type: string;
   readonly contentType: string;
   /** Commit time, ms since the epoch. */
   readonly timestamp: number;
@@ -202,16 +206,26 @@ export class RecordedEvent {
   #dataOffset: number;
   #dataLength: number;
   #id: string | undefined;
+  #stream: string | undefined;
+  #type: string | undefined;
+  #streamOffset: number;
+  #streamLength: number;
+  #typeOffset: number;
+  #typeLength: number;
   #dataView: Uint8Array | undefined;
   #data: unknown;
   #dataDecoded: boolean;
   #metadata: Record<string, unknown> | undefined;
 
+  /**
+   * `stream` and `type` may be undefined: they are then decoded on first access from `idSrc` at
+   * the given offsets (a scan that never looks at them does not pay for them).
+   */
   constructor(
     position: number,
-    stream: string,
+    stream: string | undefined,
     revision: number,
-    type: string,
+    type: string | undefined,
     contentType: string,
     timestamp: number,
     idSrc: Uint8Array,
@@ -222,11 +236,19 @@ export class RecordedEvent {
     dataSrc: Uint8Array,
     dataOffset: number,
     dataLength: number,
+    streamOffset = 0,
+    streamLength = 0,
+    typeOffset = 0,
+    typeLength = 0,
   ) {
     this.position = position;
-    this.stream = stream;
+    this.#stream = stream;
     this.revision = revision;
-    this.type = type;
+    this.#type = type;
+    this.#streamOffset = streamOffset;
+    this.#streamLength = streamLength;
+    this.#typeOffset = typeOffset;
+    this.#typeLength = typeLength;
     this.contentType = contentType;
     this.timestamp = timestamp;
     this.#idSrc = idSrc;
@@ -257,6 +279,14 @@ export class RecordedEvent {
     data: Uint8Array,
   ): RecordedEvent {
     return new RecordedEvent(position, stream, revision, type, contentType, timestamp, id, 0, metadata, 0, metadata?.length ?? 0, data, 0, data.length);
+  }
+
+  get stream(): string {
+    return (this.#stream ??= RecordedEvent.decodeText(this.#idSrc, this.#streamOffset, this.#streamOffset + this.#streamLength));
+  }
+
+  get type(): string {
+    return (this.#type ??= RecordedEvent.decodeText(this.#idSrc, this.#typeOffset, this.#typeOffset + this.#typeLength));
   }
 
   get id(): string {

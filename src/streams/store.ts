@@ -959,15 +959,17 @@ function decodeEvent(buf: Buffer, off: number): RecordedEvent {
   const cLen = buf[off + 54]!;
   const mLen = u32(buf, off + 55);
   const dLen = u32(buf, off + 59);
-  let p = off + RECORD_HEADER_BYTES;
-  const stream = interner.decode(buf, p, p + sLen);
-  p += sLen;
-  const type = interner.decode(buf, p, p + tLen);
-  p += tLen;
-  const contentType = contentTypeAt(buf, p, cLen);
-  p += cLen;
-  return new RecordedEvent(frame.position(buf, off), stream, frame.revision(buf, off), type, contentType, frame.timestamp(buf, off), buf, off + 34, buf, p, mLen, buf, p + mLen, dLen);
+  const s = off + RECORD_HEADER_BYTES;
+  const t = s + sLen;
+  const c = t + tLen;
+  const m = c + cLen;
+  // Stream and type are decoded when first read (RecordedEvent.decodeText, set below).
+  return new RecordedEvent(frame.position(buf, off), undefined, frame.revision(buf, off), undefined, contentTypeAt(buf, c, cLen), frame.timestamp(buf, off), buf, off + 34, buf, m, mLen, buf, m + mLen, dLen, s, sLen, t, tLen);
 }
+
+// Events read from the log decode their stream and type through the interner (log/intern.ts).
+const plainDecode = RecordedEvent.decodeText;
+RecordedEvent.decodeText = (src, start, end) => (Buffer.isBuffer(src) ? interner.decode(src, start, end) : plainDecode(src, start, end));
 
 /** The same key as PreparedEvent.idKey, for an event read back. */
 function idKeyOf(e: RecordedEvent): string {
