@@ -23,36 +23,49 @@ export interface ScanOptions {
   frameBytesMax: number;
 }
 
-/** Frames of segment `base` from file offset `from` up to `to` (exclusive), in log order. */
+/**
+ * Frames of segment `base` from file offset `from` up to `to` (exclusive), in log order.
+ *
+ * Reads are double-buffered: the next read is issued before the current chunk is handed out, so
+ * the disk (or page cache copy) works while the caller decodes. Each buffer keeps `frameBytesMax`
+ * bytes free in front, where the unfinished frame from the previous chunk is copied: a frame
+ * that straddles two reads is stitched without copying the new chunk.
+ */
 export async function* scanForward(segments: SegmentFiles, base: number, from: number, to: number, o: ScanOptions): AsyncGenerator<FrameChunk> {
-  let pos = from;
+  const reserve = o.frameBytesMax;
+  const startRead = (at: number): { at: number; buf: Buffer; done: Promise<number> } => {
+    const len = Math.min(o.chunkBytes, to - at);
+    const buf = Buffer.allocUnsafe(reserve + len);
+    return { at, buf, done: segments.read(base, buf, reserve, len, at) };
+  };
   let carry: Buffer | undefined;
-  while (pos < to) {
-    const carried = carry === undefined ? 0 : carry.length;
-    let size = Math.max(o.chunkBytes, carried * 2);
-    size = Math.min(size, to - pos + carried);
-    const buf = Buffer.allocUnsafe(size);
-    if (carry !== undefined) carry.copy(buf, 0);
-    const n = await segments.read(base, buf, carried, size - carried, pos);
-    if (n === 0) throw new CorruptionError(segments.fileOf(base), pos, 'segment ends before its committed end');
-    const end = carried + n;
-    const bufStart = pos - carried;
+  let next = from < to ? startRead(from) : undefined;
+  while (next !== undefined) {
+    const cur = next;
+    const n = await cur.done;
+    if (n === 0) throw new CorruptionError(segments.fileOf(base), cur.at, 'segment ends before its committed end');
+    const readEnd = cur.at + n;
+    next = readEnd < to ? startRead(readEnd) : undefined;
+    const carried = carry?.length ?? 0;
+    const start = reserve - carried;
+    if (carry !== undefined) carry.copy(cur.buf, start);
+    const end = reserve + n;
+    const fileOffsetOfBuf = cur.at - reserve; // file offset of cur.buf[0]
     const offsets: number[] = [];
-    let off = 0;
+    let off = start;
     while (off < end) {
-      const c = checkFrame(buf, off, end, o.frameBytesMax);
+      const c = checkFrame(cur.buf, off, end, o.frameBytesMax);
       if (c.ok) {
         offsets.push(off);
         off += c.length;
-      } else if (c.incomplete && bufStart + off + c.needBytes <= to && pos + n < to) {
+      } else if (c.incomplete && fileOffsetOfBuf + off + c.needBytes <= to && readEnd < to) {
         break; // the rest of the frame is in the next read
       } else {
-        throw new CorruptionError(segments.fileOf(base), bufStart + off, c.incomplete ? 'record cut short' : c.reason);
+        throw new CorruptionError(segments.fileOf(base), fileOffsetOfBuf + off, c.incomplete ? 'record cut short' : c.reason);
       }
     }
-    carry = off < end ? Buffer.from(buf.subarray(off, end)) : undefined;
-    pos += n;
-    if (offsets.length > 0) yield { buf, offsets, fileOffset: bufStart };
+    carry = off < end ? Buffer.from(cur.buf.subarray(off, end)) : undefined;
+    if (offsets.length > 0) yield { buf: cur.buf, offsets, fileOffset: fileOffsetOfBuf };
   }
 }
 
