@@ -428,8 +428,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * for `quietMs`; then ends our side and waits for the connection to close.
  */
 async function converse(url: string, chunks: Buffer[], options: { quietMs?: number; maxMs?: number } = {}): Promise<Conversation> {
-  const quietMs = options.quietMs ?? 200;
-  const maxMs = options.maxMs ?? 3000;
+  // Generous: on a loaded CI machine the server can take a while to answer, and a wait cut
+  // short would blame it for an answer that was merely late.
+  const quietMs = options.quietMs ?? 750;
+  const maxMs = options.maxMs ?? 8000;
   const socket = net.connect(addressOf(url));
   const received: Buffer[] = [];
   let lastActivity = Date.now();
