@@ -57,6 +57,11 @@ export interface PreparedEvent {
   frameBytes: number;
 }
 
+/** The largest frame a log with this event size limit can hold (what scanners accept). */
+export function frameBytesMaxFor(eventBytesMax: number): number {
+  return eventBytesMax + FRAME_OVERHEAD + RECORD_HEADER_BYTES;
+}
+
 export function frameBytesFor(stream: number, type: number, ctype: number, meta: number, data: number): number {
   return FRAME_OVERHEAD + FIXED_BODY + stream + type + ctype + meta + data;
 }

@@ -10,7 +10,7 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { DEFAULT_LIMITS } from '../core/limits.js';
 import { lockDir } from './lock.js';
 import { logIdBytes, readManifest } from './manifest.js';
-import { RECORD_HEADER_BYTES, frame } from './record.js';
+import { frame, frameBytesMaxFor } from './record.js';
 import { scanSegmentSync } from './recovery.js';
 import { listSegments, readSegmentHeader, segmentFileName } from './segments.js';
 import { StreamIndex } from './stream-index.js';
@@ -94,7 +94,7 @@ export async function verifyDir(dirArg: string, options: VerifyOptions = {}): Pr
       if (base !== expected) problem(file, 0, `segment starts at position ${base}, expected ${expected}`);
       expected = base;
       const isLast = i === bases.length - 1;
-      const scan = scanSegmentSync(file, 64, true, DEFAULT_LIMITS.readChunkBytes, DEFAULT_LIMITS.eventBytesMax + 12 + RECORD_HEADER_BYTES, (ap) => {
+      const scan = scanSegmentSync(file, 64, true, DEFAULT_LIMITS.readChunkBytes, frameBytesMaxFor(DEFAULT_LIMITS.eventBytesMax), (ap) => {
         let fo = ap.endOffset;
         for (let k = ap.offsets.length - 1; k >= 0; k--) fo -= ap.buf.readUInt32LE(ap.offsets[k]!);
         for (const off of ap.offsets) {
