@@ -150,7 +150,7 @@ export class Session {
         if (s) {
           this.#cancel(s);
           this.#streams.delete(f.requestId);
-          this.#send(f.type === FRAME.UNSUBSCRIBE ? FRAME.SUBSCRIPTION_ENDED : FRAME.EVENTS, f.requestId, f.type === FRAME.UNSUBSCRIBE ? { reason: 'unsubscribed' } : { events: [], done: true });
+          this.#send(f.type === FRAME.UNSUBSCRIBE ? FRAME.SUBSCRIPTION_ENDED : FRAME.EVENTS, f.requestId, f.type === FRAME.UNSUBSCRIBE ? { reason: 'unsubscribed' } : { done: true });
         }
         return;
       }
@@ -213,12 +213,12 @@ export class Session {
         const stream = streamField(b);
         requireRole(p, 'read', stream);
         const reader = store.readStream(stream, pick(b, ['from', 'direction', 'limit']));
-        return this.#pump(f.requestId, b.credit, pagesOf(reader, this.#ctx.limits.readPageEventsMax), false);
+        return this.#pump(f.requestId, b.credit, pagesOf(reader, this.#ctx.limits.readPageEventsMax));
       }
       case FRAME.READ_ALL: {
         requireReadAll(p, b.filter as ReadAllFilter | undefined);
         const reader = store.readAll(pick(b, ['from', 'direction', 'limit', 'filter']));
-        return this.#pump(f.requestId, b.credit, pagesOf(reader, this.#ctx.limits.readPageEventsMax), false);
+        return this.#pump(f.requestId, b.credit, pagesOf(reader, this.#ctx.limits.readPageEventsMax));
       }
       case FRAME.SUBSCRIBE: {
         if (this.#subscriptions >= this.#ctx.limits.subscriptionsPerConnectionMax) {
@@ -240,7 +240,7 @@ export class Session {
         }
         this.#subscriptions++;
         try {
-          return await this.#pump(f.requestId, b.credit, pagesOf(sub, this.#ctx.limits.readPageEventsMax), typeof from === 'number' ? from : undefined, sub);
+          return await this.#pump(f.requestId, b.credit, pagesOf(sub, this.#ctx.limits.readPageEventsMax), { sub, from: typeof from === 'number' ? from : undefined });
         } finally {
           this.#subscriptions--;
           await sub.close();
@@ -269,13 +269,13 @@ export class Session {
    * Sends pages from `next` under `requestId`, never more events than the client's credit.
    * A read ends with EVENTS { done: true }; a subscription runs until cancelled.
    */
-  async #pump(requestId: number, credit: unknown, next: PageSource, subscribedFrom: number | 'start' | undefined | false, subscription?: Subscription): Promise<void> {
+  async #pump(requestId: number, credit: unknown, next: PageSource, subscription?: { sub: Subscription; from: number | undefined }): Promise<void> {
     const isSubscription = subscription !== undefined;
     if (typeof credit !== 'number' || !Number.isSafeInteger(credit) || credit <= 0) throw new ProtocolError('reads and subscriptions need a positive integer credit');
     if (this.#streams.has(requestId)) throw new ProtocolError(`request id ${requestId} is already in use`);
-    const s: Stream = { credit, wake: undefined, cancelled: false, subscription };
+    const s: Stream = { credit, wake: undefined, cancelled: false, subscription: subscription?.sub };
     this.#streams.set(requestId, s);
-    if (isSubscription) this.#send(FRAME.SUBSCRIBED, requestId, typeof subscribedFrom === 'number' ? { from: subscribedFrom } : {});
+    if (subscription !== undefined) this.#send(FRAME.SUBSCRIBED, requestId, subscription.from === undefined ? {} : { from: subscription.from });
     let carry: RecordedEvent[] = [];
     try {
       while (!s.cancelled && !this.#closed) {
@@ -296,7 +296,7 @@ export class Session {
         s.credit -= n;
         this.#send(FRAME.EVENTS, requestId, { records: encodeEventRecords(n === page.length ? page : page.slice(0, n)), count: n });
       }
-      if (!s.cancelled && !this.#closed && !isSubscription) this.#send(FRAME.EVENTS, requestId, { events: [], done: true });
+      if (!s.cancelled && !this.#closed && !isSubscription) this.#send(FRAME.EVENTS, requestId, { done: true });
     } finally {
       this.#streams.delete(requestId);
     }

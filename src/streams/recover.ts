@@ -80,78 +80,84 @@ export async function recover(a: {
     expected = startBase;
   }
 
-  index.markOpen();
-  let replayed = 0;
-  let activeEnd: number = HEADER_BYTES;
-  let truncated = { bytes: 0, file: undefined as string | undefined, reason: undefined as string | undefined };
-  for (const base of a.bases) {
-    if (base < startBase) continue;
-    const file = fileOf(base);
-    const isLast = base === lastBase;
-    if (expected !== base && !(base === startBase && startOffset > HEADER_BYTES)) {
-      throw new CorruptionError(file, 0, `segment starts at position ${base} but the previous one ended at ${expected - 1}`);
-    }
-    const scan = scanSegmentSync(file, base === startBase ? startOffset : HEADER_BYTES, isLast, a.limits.readChunkBytes, frameBytesMaxFor(a.limits.eventBytesMax), (ap) => {
-      const entries: IndexEntry[] = [];
-      let name: string | undefined;
-      let state: StreamState | undefined;
-      let ts = 0;
-      for (const off of ap.offsets) {
-        const pos = frame.position(ap.buf, off);
-        if (pos !== expected) throw new CorruptionError(file, -1, `expected position ${expected}, found ${pos}`);
-        if (name === undefined) {
-          name = frame.stream(ap.buf, off);
-          state = index.getStream(name);
-          state = state
-            ? { ...state }
-            : { id: index.allocateStreamId(), revision: -1, eventCount: 0, firstPosition: pos, lastPosition: 0, createdAt: frame.timestamp(ap.buf, off), updatedAt: 0 };
+  try {
+    index.markOpen();
+    let replayed = 0;
+    let activeEnd: number = HEADER_BYTES;
+    let truncated = { bytes: 0, file: undefined as string | undefined, reason: undefined as string | undefined };
+    for (const base of a.bases) {
+      if (base < startBase) continue;
+      const file = fileOf(base);
+      const isLast = base === lastBase;
+      if (expected !== base && !(base === startBase && startOffset > HEADER_BYTES)) {
+        throw new CorruptionError(file, 0, `segment starts at position ${base} but the previous one ended at ${expected - 1}`);
+      }
+      const scan = scanSegmentSync(file, base === startBase ? startOffset : HEADER_BYTES, isLast, a.limits.readChunkBytes, frameBytesMaxFor(a.limits.eventBytesMax), (ap) => {
+        const entries: IndexEntry[] = [];
+        let name: string | undefined;
+        let state: StreamState | undefined;
+        let ts = 0;
+        for (const off of ap.offsets) {
+          const pos = frame.position(ap.buf, off);
+          if (pos !== expected) throw new CorruptionError(file, -1, `expected position ${expected}, found ${pos}`);
+          if (name === undefined) {
+            name = frame.stream(ap.buf, off);
+            state = index.getStream(name);
+            state = state
+              ? { ...state }
+              : { id: index.allocateStreamId(), revision: -1, eventCount: 0, firstPosition: pos, lastPosition: 0, createdAt: frame.timestamp(ap.buf, off), updatedAt: 0 };
+          }
+          const rev = frame.revision(ap.buf, off);
+          if (rev !== state!.revision + 1) throw new CorruptionError(file, -1, `stream '${name}' jumps from revision ${state!.revision} to ${rev} at position ${pos}`);
+          state!.revision = rev;
+          state!.eventCount++;
+          state!.lastPosition = pos;
+          ts = frame.timestamp(ap.buf, off);
+          entries.push({ revision: rev, position: pos, offset: 0, frameBytes: ap.buf.readUInt32LE(off) });
+          expected++;
         }
-        const rev = frame.revision(ap.buf, off);
-        if (rev !== state!.revision + 1) throw new CorruptionError(file, -1, `stream '${name}' jumps from revision ${state!.revision} to ${rev} at position ${pos}`);
-        state!.revision = rev;
-        state!.eventCount++;
-        state!.lastPosition = pos;
-        ts = frame.timestamp(ap.buf, off);
-        entries.push({ revision: rev, position: pos, offset: 0, frameBytes: ap.buf.readUInt32LE(off) });
-        expected++;
+        // File offsets: the append's frames are contiguous and end at ap.endOffset.
+        let fo = ap.endOffset;
+        for (let i = entries.length - 1; i >= 0; i--) {
+          fo -= entries[i]!.frameBytes;
+          entries[i]!.offset = fo;
+        }
+        state!.updatedAt = ts;
+        index.add(name!, state!, entries, base, ap.endOffset);
+        replayed += entries.length;
+      });
+      if (scan.cutBytes > 0) {
+        const fd = fs.openSync(file, 'r+');
+        try {
+          fs.ftruncateSync(fd, scan.validEnd);
+          fs.fsyncSync(fd);
+        } finally {
+          fs.closeSync(fd);
+        }
+        truncated = { bytes: scan.cutBytes, file, reason: scan.cutReason };
+        a.onWarning(`cut ${scan.cutBytes} bytes off the end of the log (torn or unfinished write)`, { file, offset: scan.validEnd, reason: scan.cutReason });
       }
-      // File offsets: the append's frames are contiguous and end at ap.endOffset.
-      let fo = ap.endOffset;
-      for (let i = entries.length - 1; i >= 0; i--) {
-        fo -= entries[i]!.frameBytes;
-        entries[i]!.offset = fo;
-      }
-      state!.updatedAt = ts;
-      index.add(name!, state!, entries, base, ap.endOffset);
-      replayed += entries.length;
-    });
-    if (scan.cutBytes > 0) {
-      const fd = fs.openSync(file, 'r+');
-      try {
-        fs.ftruncateSync(fd, scan.validEnd);
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      truncated = { bytes: scan.cutBytes, file, reason: scan.cutReason };
-      a.onWarning(`cut ${scan.cutBytes} bytes off the end of the log (torn or unfinished write)`, { file, offset: scan.validEnd, reason: scan.cutReason });
+      if (isLast) activeEnd = scan.validEnd;
+      // Bound memory while rebuilding a large index: write each segment's entries as we go.
+      if (index.memtableEvents > 0) await index.flush(a.logId);
     }
-    if (isLast) activeEnd = scan.validEnd;
-    // Bound memory while rebuilding a large index: write each segment's entries as we go.
-    if (index.memtableEvents > 0) await index.flush(a.logId);
+    return {
+      index,
+      head: expected - 1,
+      activeBase: lastBase,
+      activeEnd,
+      report: {
+        truncatedBytes: truncated.bytes,
+        truncatedFile: truncated.file,
+        truncatedReason: truncated.reason,
+        replayedEvents: replayed,
+        indexRebuilt: rebuildReason !== undefined,
+        indexRebuildReason: rebuildReason,
+      },
+    };
+  } catch (err) {
+    // A damaged log: leave the index closed so the caller can release the directory.
+    await index.close().catch(() => undefined);
+    throw err;
   }
-  return {
-    index,
-    head: expected - 1,
-    activeBase: lastBase,
-    activeEnd,
-    report: {
-      truncatedBytes: truncated.bytes,
-      truncatedFile: truncated.file,
-      truncatedReason: truncated.reason,
-      replayedEvents: replayed,
-      indexRebuilt: rebuildReason !== undefined,
-      indexRebuildReason: rebuildReason,
-    },
-  };
 }

@@ -118,11 +118,10 @@ interface BatchEvent {
 
 interface BatchStream {
   state: StreamState;
-  /** Events this batch adds to the stream, by revision - (state.revision - events.length + 1). */
+  /** Events this batch adds to the stream: revision r is at index r - (baseRevision + 1). */
   events: BatchEvent[];
-  /** The stream's revision before this batch. */
+  /** The stream's revision before this batch (-1: the batch creates it). */
   baseRevision: number;
-  isNew: boolean;
 }
 
 export async function openStore(options: OpenStoreOptions): Promise<FileEventStore> {
@@ -154,7 +153,7 @@ export class FileEventStore implements EventStore {
   #idWindow: IdWindow;
   /** Woken whenever the head moves (and at close): live subscriptions wait here. */
   #headWaiters: Array<() => void> = [];
-  #flushTimer: NodeJS.Timeout;
+  #flushTimer: NodeJS.Timeout | undefined;
   #onWarning: (message: string, details: Record<string, unknown>) => void;
   #scan: { chunkBytes: number; frameBytesMax: number };
 
@@ -171,7 +170,6 @@ export class FileEventStore implements EventStore {
     committedBase: number;
     committedEnd: number;
     recovery: RecoveryReport;
-    indexFlushIntervalMs: number;
     onWarning: (message: string, details: Record<string, unknown>) => void;
   }) {
     this.dir = init.dir;
@@ -189,8 +187,6 @@ export class FileEventStore implements EventStore {
     this.#onWarning = init.onWarning;
     this.#idWindow = new IdWindow(init.limits.idempotencyWindowEvents);
     this.#scan = { chunkBytes: init.limits.readChunkBytes, frameBytesMax: frameBytesMaxFor(init.limits.eventBytesMax) };
-    this.#flushTimer = setInterval(() => void this.#flushIndex(), init.indexFlushIntervalMs);
-    this.#flushTimer.unref();
   }
 
   static async open(options: OpenStoreOptions): Promise<FileEventStore> {
@@ -213,6 +209,9 @@ export class FileEventStore implements EventStore {
     const indexDir = path.join(dir, 'index');
     fs.mkdirSync(logDir, { recursive: true });
     const lock = await lockDir(dir);
+    let index: StreamIndex | undefined;
+    let segments: SegmentFiles | undefined;
+    let writer: LogWriter | undefined;
     try {
       const logId = readOrCreateManifest(dir);
       const logIdBytes = toLogIdBytes(logId);
@@ -233,8 +232,9 @@ export class FileEventStore implements EventStore {
         const h = readSegmentHeader(file, logIdBytes);
         if (h.basePosition !== base) throw new CorruptionError(file, 16, `header says base position ${h.basePosition}, the name says ${base}`);
       }
-      const segments = new SegmentFiles(logDir, bases, limits.openSegmentsMax);
+      segments = new SegmentFiles(logDir, bases, limits.openSegmentsMax);
       const r = await recover({ dir, logDir, indexDir, logId, bases, limits, onWarning });
+      index = r.index;
       const recovery: RecoveryReport = { ...r.report, durationMs: 0 };
       const store = new FileEventStore({
         dir,
@@ -249,19 +249,25 @@ export class FileEventStore implements EventStore {
         committedBase: r.activeBase,
         committedEnd: r.activeEnd,
         recovery,
-        indexFlushIntervalMs,
         onWarning,
       });
-      store.#writer = new LogWriter(
+      writer = store.#writer = new LogWriter(
         { logDir, logId: logIdBytes, segmentBytes, durability, syncIntervalMs, segments },
         r.activeBase,
         r.activeEnd,
       );
       await r.index.flush(logId);
       await store.#warmIdWindow();
+      // Started only once the open has succeeded, so a failed open leaves no timer behind.
+      store.#flushTimer = setInterval(() => void store.#flushIndex(), indexFlushIntervalMs);
+      store.#flushTimer.unref();
       recovery.durationMs = Date.now() - started;
       return store;
     } catch (err) {
+      // Leave nothing open behind a failed open (a retry in this process must find it free).
+      await writer?.close().catch(() => undefined);
+      segments?.closeAll();
+      await index?.close().catch(() => undefined);
       await lock.release();
       throw err;
     }
@@ -336,8 +342,8 @@ export class FileEventStore implements EventStore {
       if (s === undefined) {
         const state = this.#index.getStream(req.stream);
         s = state
-          ? { state: { ...state }, events: [], baseRevision: state.revision, isNew: false }
-          : { state: { id: 0, revision: -1, eventCount: 0, firstPosition: 0, lastPosition: 0, createdAt: now, updatedAt: now }, events: [], baseRevision: -1, isNew: true };
+          ? { state: { ...state }, events: [], baseRevision: state.revision }
+          : { state: { id: 0, revision: -1, eventCount: 0, firstPosition: 0, lastPosition: 0, createdAt: now, updatedAt: now }, events: [], baseRevision: -1 };
         streams.set(req.stream, s);
       }
       let outcome: AppendResult | 'append';
@@ -472,12 +478,10 @@ export class FileEventStore implements EventStore {
     const out: BatchEvent[] = [];
     const last = Math.min(s.state.revision, from + count - 1);
     let rev = from;
-    if (rev <= s.baseRevision && !s.isNew) {
+    if (rev <= s.baseRevision) {
+      // Events written before this batch: from the index and the log, in one coalesced read.
       const entries = this.#index.entries(stream, s.state.id, rev, false, Math.min(last, s.baseRevision) - rev + 1);
-      for (const e of entries) {
-        const ev = this.#readEntries([e])[0]!;
-        out.push({ id: idKeyOf(ev), position: e.position });
-      }
+      for (const ev of this.#readEntries(entries)) out.push({ id: idKeyOf(ev), position: ev.position });
       rev += entries.length;
     }
     for (; rev <= last; rev++) {
