@@ -6,3 +6,8 @@ export * from './core/errors.js';
 export { DEFAULT_LIMITS, FORMAT } from './core/limits.js';
 export type { StoreLimits } from './core/limits.js';
 export type { DurabilityMode } from './log/writer.js';
+export type * from './core/queues.js';
+export { ManualClock, systemClock } from './queues/clock.js';
+export type { Clock } from './queues/clock.js';
+export type { QueueOptions } from './queues/manager.js';
+export { DEFAULT_QUEUE_SETTINGS } from './queues/settings.js';

@@ -37,10 +37,12 @@ import { decodeEventRecords } from '../protocol/records.js';
 import { Connection } from './connection.js';
 import type { ConnectOptions, StreamHandler } from './connection.js';
 import { dialer } from './transports.js';
+import { RemoteQueues } from './queues.js';
 
 export type { ConnectOptions } from './connection.js';
 export * from '../core/events.js';
 export * from '../core/errors.js';
+export type * from '../core/queues.js';
 
 export const DEFAULT_TCP_URL = 'tcp://127.0.0.1:7071';
 const WINDOW_EVENTS = DEFAULT_CLIENT_LIMITS.readWindowEvents;
@@ -63,9 +65,12 @@ export async function connect(url: string = DEFAULT_TCP_URL, options: ConnectOpt
 
 export class RemoteEventStore implements EventStore {
   #conn: Connection;
+  /** Named queues on the server: the same interface as the embedded store's `queues`. */
+  readonly queues: RemoteQueues;
 
   constructor(conn: Connection) {
     this.#conn = conn;
+    this.queues = new RemoteQueues(conn);
   }
 
   get url(): string {

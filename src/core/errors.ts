@@ -30,6 +30,11 @@ export const ERROR_REGISTRY = {
   UNSUPPORTED_MEDIA_TYPE: { wireCode: 54, httpStatus: 415, retriable: false },
   TIMEOUT: { wireCode: 60, httpStatus: 504, retriable: true },
   CONNECTION_LOST: { wireCode: 61, httpStatus: 503, retriable: true },
+  QUEUE_NOT_FOUND: { wireCode: 70, httpStatus: 404, retriable: false },
+  QUEUE_EXISTS: { wireCode: 71, httpStatus: 409, retriable: false },
+  QUEUE_FULL: { wireCode: 72, httpStatus: 429, retriable: true },
+  RECEIPT_INVALID: { wireCode: 73, httpStatus: 409, retriable: false },
+  LEASE_NOT_OWNED: { wireCode: 74, httpStatus: 403, retriable: false },
   INTERNAL: { wireCode: 99, httpStatus: 500, retriable: false },
 } as const;
 
@@ -207,6 +212,43 @@ export class ProtocolError extends EventfulError {
   }
 }
 
+export class QueueNotFoundError extends EventfulError {
+  constructor(queue: string) {
+    super('QUEUE_NOT_FOUND', `no queue named '${queue}'`, { queue });
+  }
+}
+
+export class QueueExistsError extends EventfulError {
+  constructor(queue: string) {
+    super('QUEUE_EXISTS', `a queue named '${queue}' already exists`, { queue });
+  }
+}
+
+/** The queue holds `maxLength` messages and its overflow policy is 'reject'. Nothing was sent. */
+export class QueueFullError extends EventfulError {
+  constructor(queue: string, waiting: number, maxLength: number) {
+    super('QUEUE_FULL', `queue '${queue}' is full (${waiting} messages waiting, maxLength ${maxLength}); nothing was sent`, { queue, waiting, maxLength });
+  }
+}
+
+/**
+ * A receipt that names no lease held now: malformed, for another queue, already acked, or its
+ * lease ran out and the message went back to the queue. `details.reason` says which; nothing
+ * was changed.
+ */
+export class ReceiptInvalidError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('RECEIPT_INVALID', message, details);
+  }
+}
+
+/** The lease belongs to another consumer (or connection): only its holder may settle it. */
+export class LeaseNotOwnedError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('LEASE_NOT_OWNED', message, details);
+  }
+}
+
 /** Something failed inside the server that is not the caller's doing. */
 export class InternalError extends EventfulError {
   constructor(message: string, details: Record<string, unknown> = {}) {
@@ -272,5 +314,10 @@ export const ERROR_CLASSES: Record<ErrorCode, new (...args: never[]) => Eventful
   UNSUPPORTED_MEDIA_TYPE: UnsupportedMediaTypeError,
   TIMEOUT: TimeoutError,
   CONNECTION_LOST: ConnectionLostError,
+  QUEUE_NOT_FOUND: QueueNotFoundError,
+  QUEUE_EXISTS: QueueExistsError,
+  QUEUE_FULL: QueueFullError,
+  RECEIPT_INVALID: ReceiptInvalidError,
+  LEASE_NOT_OWNED: LeaseNotOwnedError,
   INTERNAL: InternalError,
 };

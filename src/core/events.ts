@@ -6,6 +6,7 @@
  * A stream's *category* is the part of its name before the first '-': `order-123` is in `order`.
  */
 import { uuidFromBytes } from './ids.js';
+import type { Queues } from './queues.js';
 
 export const CONTENT_TYPE_JSON = 'application/json';
 export const CONTENT_TYPE_BINARY = 'application/octet-stream';
@@ -409,5 +410,7 @@ export interface EventStore {
   headPosition(): Promise<number>;
   subscribeToAll(options?: SubscribeToAllOptions): Subscription;
   subscribeToStream(stream: string, options?: SubscribeToStreamOptions): Subscription;
+  /** Named queues over the same log (src/core/queues.ts). */
+  readonly queues: Queues;
   close(): Promise<void>;
 }

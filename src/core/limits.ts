@@ -58,6 +58,34 @@ export const DEFAULT_LIMITS = {
    * twice this many are unwritten, so memory stays bounded under any load. @default 200,000
    */
   indexMemtableEventsMax: 200_000,
+  /** Queues in one store (each holds its delivery state in memory). @default 1,000 */
+  queuesMax: 1000,
+  /**
+   * Messages not yet acked across all queues. Their delivery state (about 150 bytes each) is
+   * held in memory; sends are refused with OVERLOADED beyond it. @default 5,000,000
+   */
+  queueMessagesMax: 5_000_000,
+  /**
+   * Bytes of recently sent messages kept in memory so that delivering them needs no disk read;
+   * older ones are read back from the log. @default 64 MiB
+   */
+  queueCacheBytesMax: 64 * MiB,
+  /** Longest lease a queue or an extend may ask for. @default 12 h */
+  queueLeaseMsMax: 12 * 3_600_000,
+  /** Longest delivery delay, back-off or schedule ahead of now. @default 365 days */
+  queueDelayMsMax: 365 * 86_400_000,
+  /** Highest maxDeliveries setting. @default 1,000 */
+  queueMaxDeliveriesMax: 1000,
+  /** Longest dedup window. @default 7 days */
+  queueDedupWindowMsMax: 7 * 86_400_000,
+  /** Message ids one queue remembers for dedup; the oldest are forgotten first. @default 1,000,000 */
+  queueDedupIdsMax: 1_000_000,
+  /** Prefetch of one consumer (deliveries it may hold unacked). @default 10,000 */
+  queuePrefetchMax: 10_000,
+  /** Messages one receive may return, and receipts one ack, nack or extend may name. @default 10,000 */
+  queueBatchMax: 10_000,
+  /** Longest wait of a long-polling receive. @default 60,000 ms */
+  queueReceiveWaitMsMax: 60_000,
 } as const;
 
 export type StoreLimits = { -readonly [K in keyof typeof DEFAULT_LIMITS]: number };

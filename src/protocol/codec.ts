@@ -45,6 +45,11 @@ export const FRAME = {
   UNSUBSCRIBE: 33,
   SUBSCRIPTION_ENDED: 34,
   CANCEL: 35,
+  QUEUE: 40,
+  QUEUE_RESULT: 41,
+  CONSUME: 42,
+  CONSUMING: 43,
+  DELIVERIES: 44,
 } as const;
 
 export type FrameType = (typeof FRAME)[keyof typeof FRAME];

@@ -17,11 +17,19 @@
  *   STREAM_INFO  { stream }                              -> STREAM_INFO_RESULT { info (or nil) }
  *   LIST_STREAMS { prefix?, after?, limit? }              -> STREAMS { streams }
  *   HEAD         {}                                      -> HEAD_RESULT { position }
+ *   QUEUE        { op, queue?, ... }                     -> QUEUE_RESULT { result }
+ *                ops: create, update, get, list, delete, purge, send, cancel, receive, ack, nack,
+ *                extend, redrive, unpark, stats (arguments as in src/core/queues.ts; messages as
+ *                { id?, type?, body: bytes, contentType, headers?, groupKey?, delayMs?, deliverAt? })
+ *   CONSUME      { queue, prefetch }                     -> CONSUMING {}, then DELIVERIES pushed
+ *   DELIVERIES   { records, count, leases: [[receipt, deliveryCount, firstDeliveredAt, leaseExpiresAt, groupKey|nil], ...] }
+ *                (also the result of a `receive`); UNSUBSCRIBE ends a CONSUME
  *   PING / PONG  {}   either side, any time
  *   ERROR        { code, message, details }  (requestId of the failed request; 0: the connection)
  */
 import { CONTENT_TYPE_BINARY, CONTENT_TYPE_JSON } from '../core/events.js';
 import type { EventInput } from '../core/events.js';
+import type { MessageInput } from '../core/queues.js';
 import { ProtocolError } from '../core/errors.js';
 import type { EventfulError } from '../core/errors.js';
 
@@ -83,4 +91,27 @@ export function eventInputFromWire(w: unknown, index: number): EventInput {
 
 export function errorBody(err: EventfulError): Record<string, unknown> {
   return { code: err.code, message: err.message, details: err.details };
+}
+
+/** Client side: a message as it travels (the body encoded once, like an event's data). */
+export function messageToWire(m: MessageInput): Record<string, unknown> {
+  if (typeof m !== 'object' || m === null) return m as never;
+  const out: Record<string, unknown> = { ...m };
+  const body = m.body;
+  if (body instanceof Uint8Array) {
+    out.body = body;
+    out.contentType = m.contentType ?? CONTENT_TYPE_BINARY;
+  } else {
+    out.body = encoder.encode(JSON.stringify(body === undefined ? null : body) ?? 'null');
+    if (m.contentType === undefined) out.contentType = CONTENT_TYPE_JSON;
+  }
+  return out;
+}
+
+/** Server side: a wire message back to a MessageInput; the queue engine checks the rest. */
+export function messageFromWire(w: unknown, index: number): MessageInput {
+  if (typeof w !== 'object' || w === null || Array.isArray(w)) throw new ProtocolError(`message ${index} must be a map`);
+  const m = w as Record<string, unknown>;
+  if (!(m.body instanceof Uint8Array)) throw new ProtocolError(`message ${index}: body must be bytes`);
+  return { ...(m as MessageInput), contentType: typeof m.contentType === 'string' ? m.contentType : CONTENT_TYPE_BINARY };
 }

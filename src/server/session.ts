@@ -17,7 +17,11 @@ import type { EventStore, PageSource, ReadAllFilter, RecordedEvent, Subscription
 import type { ServerLimits } from '../core/limits.js';
 import { FRAME, FRAME_NAMES, FrameDecoder, PROTOCOL_VERSION, encodeFrame } from '../protocol/codec.js';
 import type { Frame, FrameType } from '../protocol/codec.js';
-import { errorBody, eventInputFromWire } from '../protocol/messages.js';
+import { errorBody, eventInputFromWire, messageFromWire } from '../protocol/messages.js';
+import type { QueueManager, ConsumerImpl, DeliveryImpl } from '../queues/manager.js';
+import { LeaseGroup } from '../queues/manager.js';
+import { queueStream } from '../queues/settings.js';
+import type { Role } from './auth.js';
 import { encodeEventRecords } from '../protocol/records.js';
 import { requireReadAll, requireRole } from './auth.js';
 import type { Authenticator, Principal } from './auth.js';
@@ -35,6 +39,7 @@ export interface Transport {
 
 export interface SessionContext {
   store: EventStore;
+  queues: QueueManager;
   auth: Authenticator;
   limits: ServerLimits;
   serverName: string;
@@ -46,6 +51,7 @@ interface Stream {
   wake: (() => void) | undefined;
   cancelled: boolean;
   subscription?: Subscription;
+  consumer?: ConsumerImpl;
 }
 
 export class Session {
@@ -65,6 +71,8 @@ export class Session {
   #closed = false;
   #paused = false;
   #onClose: () => void;
+  /** Leases of this connection's pull receives, per queue: released when it goes. */
+  #pullLeases = new Map<string, LeaseGroup>();
 
   constructor(transport: Transport, ctx: SessionContext, onClose: () => void) {
     this.#t = transport;
@@ -103,6 +111,8 @@ export class Session {
     if (this.#helloTimer) clearTimeout(this.#helloTimer);
     for (const s of this.#streams.values()) this.#cancel(s);
     this.#streams.clear();
+    for (const [queue, g] of this.#pullLeases) this.#ctx.queues.release(queue, g.leases);
+    this.#pullLeases.clear();
     for (const w of this.#idleWaiters.splice(0)) w();
     this.#onClose();
   }
@@ -260,6 +270,40 @@ export class Session {
       }
       case FRAME.HEAD:
         return this.#send(FRAME.HEAD_RESULT, f.requestId, { position: await store.headPosition() });
+      case FRAME.QUEUE:
+        return this.#send(FRAME.QUEUE_RESULT, f.requestId, { result: await this.#queueOp(b) });
+      case FRAME.CONSUME: {
+        const queue = queueField(b);
+        requireQueue(p, 'read', queue);
+        if (this.#subscriptions >= this.#ctx.limits.subscriptionsPerConnectionMax) {
+          throw new OverloadedError(`at most ${this.#ctx.limits.subscriptionsPerConnectionMax} subscriptions and consumers per connection`);
+        }
+        if (this.#streams.has(f.requestId)) throw new ProtocolError(`request id ${f.requestId} is already in use`);
+        const consumer = this.#ctx.queues.consumeAs(queue, { prefetch: b.prefetch as number }, this);
+        const s: Stream = { credit: 0, wake: undefined, cancelled: false, consumer };
+        this.#streams.set(f.requestId, s);
+        this.#subscriptions++;
+        this.#send(FRAME.CONSUMING, f.requestId, {});
+        try {
+          // Flow control is the prefetch: the queue leases no more than that to this consumer.
+          while (!s.cancelled && !this.#closed) {
+            if (this.#t.bufferedBytes > this.#ctx.limits.outputBufferBytesMax) {
+              await new Promise<void>((resolve) => (s.wake = resolve));
+              s.wake = undefined;
+              continue;
+            }
+            const batch = await consumer.takeBatch();
+            if (batch === undefined || s.cancelled || this.#closed) break;
+            for (let i = 0; i < batch.length; i += this.#ctx.limits.readPageEventsMax) this.#send(FRAME.DELIVERIES, f.requestId, deliveriesBody(batch.slice(i, i + this.#ctx.limits.readPageEventsMax)));
+          }
+        } finally {
+          this.#subscriptions--;
+          this.#streams.delete(f.requestId);
+          await consumer.close();
+        }
+        if (!s.cancelled && !this.#closed) this.#send(FRAME.SUBSCRIPTION_ENDED, f.requestId, { reason: 'consumer ended' });
+        return;
+      }
       default:
         throw new ProtocolError(`frame ${FRAME_NAMES[f.type]} is not a request`);
     }
@@ -306,6 +350,76 @@ export class Session {
     s.cancelled = true;
     s.wake?.();
     void s.subscription?.close();
+    void s.consumer?.close();
+  }
+
+  /** One QUEUE request: the queue API with this connection as the owner of its leases. */
+  async #queueOp(b: Record<string, unknown>): Promise<unknown> {
+    const q = this.#ctx.queues;
+    const p = this.#principal!;
+    const op = b.op;
+    if (op === 'list') {
+      const all = await q.list();
+      return all.filter((i) => p.can('read', queueStream(i.name)));
+    }
+    const name = queueField(b);
+    const receipts = b.receipts as string | string[];
+    switch (op) {
+      case 'create':
+        requireQueue(p, 'admin', name);
+        return q.create(name, (b.settings ?? undefined) as never);
+      case 'update':
+        requireQueue(p, 'admin', name);
+        return q.update(name, (b.settings ?? {}) as never);
+      case 'get':
+        requireQueue(p, 'read', name);
+        return (await q.get(name)) ?? null;
+      case 'delete':
+        requireQueue(p, 'admin', name);
+        await q.delete(name);
+        return null;
+      case 'purge':
+        requireQueue(p, 'admin', name);
+        return q.purge(name);
+      case 'send': {
+        requireQueue(p, 'write', name);
+        if (!Array.isArray(b.messages)) throw new ProtocolError("send needs a 'messages' array");
+        return q.send(name, b.messages.map((m, i) => messageFromWire(m, i)));
+      }
+      case 'cancel':
+        requireQueue(p, 'write', name);
+        return q.cancel(name, b.id as string);
+      case 'receive': {
+        requireQueue(p, 'read', name);
+        let g = this.#pullLeases.get(name);
+        if (g === undefined) this.#pullLeases.set(name, (g = new LeaseGroup(this)));
+        const got = await q.receiveAs(name, pick(b, ['max', 'waitMs']), g);
+        return deliveriesBody(got as DeliveryImpl[]);
+      }
+      case 'ack':
+        requireQueue(p, 'read', name);
+        await q.ackAs(name, receipts, this);
+        return null;
+      case 'nack':
+        requireQueue(p, 'read', name);
+        await q.nackAs(name, receipts, (b.options ?? undefined) as never, this);
+        return null;
+      case 'extend':
+        requireQueue(p, 'read', name);
+        await q.extendAs(name, receipts, (b.leaseMs ?? undefined) as number | undefined, this);
+        return null;
+      case 'redrive':
+        requireQueue(p, 'admin', name);
+        return q.redrive(name, (b.options ?? undefined) as never);
+      case 'unpark':
+        requireQueue(p, 'admin', name);
+        return q.unpark(name, b.groupKey as string);
+      case 'stats':
+        requireQueue(p, 'read', name);
+        return q.stats(name);
+      default:
+        throw new ProtocolError(`unknown queue op ${typeof op === 'string' ? `'${op.slice(0, 32)}'` : typeof op}`);
+    }
   }
 
   #error(requestId: number, err: EventfulError): void {
@@ -369,6 +483,25 @@ export class Session {
 function streamField(b: Record<string, unknown>): string {
   if (typeof b.stream !== 'string') throw new ProtocolError(`'stream' must be a string, got ${b.stream === null ? 'nil' : typeof b.stream}`);
   return b.stream;
+}
+
+function queueField(b: Record<string, unknown>): string {
+  if (typeof b.queue !== 'string') throw new ProtocolError(`'queue' must be a string, got ${b.queue === null ? 'nil' : typeof b.queue}`);
+  return b.queue;
+}
+
+function requireQueue(p: Principal, role: Role, queue: string): void {
+  requireRole(p, role, queueStream(queue));
+}
+
+/** Deliveries as they travel: the events as one records blob, the leases beside them. */
+export function deliveriesBody(batch: DeliveryImpl[]): Record<string, unknown> {
+  return {
+    records: encodeEventRecords(batch.map((d) => d.event)),
+    count: batch.length,
+    leases: batch.map((d) => [d.receipt, d.deliveryCount, d.firstDeliveredAt, d.leaseExpiresAt, d.groupKey ?? null]),
+    queue: batch[0]?.queue ?? null,
+  };
 }
 
 function pick(b: Record<string, unknown>, keys: string[]): Record<string, never> {

@@ -74,6 +74,8 @@ import {
 import type { CompiledFilter } from './validate.js';
 import { IdWindow } from './id-window.js';
 import { recover } from './recover.js';
+import { QueueManager } from '../queues/manager.js';
+import type { QueueOptions } from '../queues/manager.js';
 import type { RecoveryReport } from './recover.js';
 
 export type { RecoveryReport } from './recover.js';
@@ -92,12 +94,14 @@ export interface OpenStoreOptions {
   limits?: Partial<StoreLimits>;
   /** Called with recovery findings and other things an operator should know. */
   onWarning?: (message: string, details: Record<string, unknown>) => void;
+  /** The queue engine's options (clock, auto-creation, snapshot period). */
+  queues?: QueueOptions;
 }
 
 
 export const DEFAULT_SYNC_INTERVAL_MS = 100;
 export const DEFAULT_INDEX_FLUSH_INTERVAL_MS = 1000;
-const OPTION_KEYS = ['dir', 'durability', 'syncIntervalMs', 'segmentBytes', 'indexFlushIntervalMs', 'limits', 'onWarning'];
+const OPTION_KEYS = ['dir', 'durability', 'syncIntervalMs', 'segmentBytes', 'indexFlushIntervalMs', 'limits', 'onWarning', 'queues'];
 const READ_PAGE_EVENTS = 512;
 
 interface PendingAppend {
@@ -135,6 +139,8 @@ export class FileEventStore implements EventStore {
   readonly segmentBytes: number;
   /** What opening the store found and repaired. */
   readonly recovery: RecoveryReport;
+  /** Named queues over this log (src/queues/). */
+  queues!: QueueManager;
 
   #logId: string;
   #lock: DirLock;
@@ -150,6 +156,8 @@ export class FileEventStore implements EventStore {
   #failed: Error | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** Set once closing has got past the queues: no more appends. */
+  #stopping = false;
   #idWindow: IdWindow;
   /** Woken whenever the head moves (and at close): live subscriptions wait here. */
   #headWaiters: Array<() => void> = [];
@@ -212,6 +220,7 @@ export class FileEventStore implements EventStore {
     let index: StreamIndex | undefined;
     let segments: SegmentFiles | undefined;
     let writer: LogWriter | undefined;
+    let opened: FileEventStore | undefined;
     try {
       const logId = readOrCreateManifest(dir);
       const logIdBytes = toLogIdBytes(logId);
@@ -258,6 +267,8 @@ export class FileEventStore implements EventStore {
       );
       await r.index.flush(logId);
       await store.#warmIdWindow();
+      opened = store;
+      store.queues = await QueueManager.open(store, { onWarning, ...o.queues });
       // Started only once the open has succeeded, so a failed open leaves no timer behind.
       store.#flushTimer = setInterval(() => void store.#flushIndex(), indexFlushIntervalMs);
       store.#flushTimer.unref();
@@ -265,6 +276,7 @@ export class FileEventStore implements EventStore {
       return store;
     } catch (err) {
       // Leave nothing open behind a failed open (a retry in this process must find it free).
+      if (opened !== undefined) opened.#closed = true;
       await writer?.close().catch(() => undefined);
       segments?.closeAll();
       await index?.close().catch(() => undefined);
@@ -277,8 +289,22 @@ export class FileEventStore implements EventStore {
   // Appending
 
   async append(stream: string, events: EventInput[], options?: AppendOptions): Promise<AppendResult> {
+    return this.#append(stream, events, options, false);
+  }
+
+  /**
+   * Appends to one of Eventful's own streams (names starting with '$'), for the queue engine.
+   * Not for applications: their streams can never start with '$'.
+   * @internal
+   */
+  appendSystem(stream: string, events: EventInput[], options?: AppendOptions): Promise<AppendResult> {
+    return this.#append(stream, events, options, true);
+  }
+
+  async #append(stream: string, events: EventInput[], options: AppendOptions | undefined, system: boolean): Promise<AppendResult> {
     this.#checkOpen();
-    checkStreamName(stream, this.limits);
+    checkStreamName(stream, this.limits, system);
+    if (system && !stream.startsWith('$')) throw new InvalidArgumentError(`'${stream}' is not a system stream`);
     const expected = checkExpectedRevision(checkAppendOptions(options).expectedRevision);
     const { prepared, bytes } = prepareEvents(Buffer.from(stream, 'utf8'), events, this.limits, this.#writer.segmentCapacity);
     if (this.#queue.length >= this.limits.pendingAppendsMax || this.#queuedBytes + bytes > this.limits.pendingAppendBytesMax) {
@@ -511,7 +537,7 @@ export class FileEventStore implements EventStore {
   }
 
   #checkOpen(): void {
-    if (this.#closed || this.#closing) throw new StoreClosedError();
+    if (this.#closed || this.#stopping) throw new StoreClosedError();
     if (this.#failed !== undefined) throw new StorageFailedError(`the store failed earlier and accepts no appends: ${this.#failed.message}`);
   }
 
@@ -839,14 +865,34 @@ export class FileEventStore implements EventStore {
 
   /**
    * Pages of the log from position `next` on, forever: what is there, then each new batch as it
-   * is acknowledged. Keeps its place as a file offset, so following the tail costs one read of
-   * the new bytes per wake-up, not a seek.
+   * is acknowledged.
    */
   async *#follow(
     next: number,
     filter: (CompiledFilter & { stream?: string }) | undefined,
     sub: { closed: boolean },
   ): AsyncGenerator<RecordedEvent[]> {
+    for await (const { buf, offsets } of this.tailFrames(next, sub)) {
+      const page: RecordedEvent[] = [];
+      for (const off of offsets) {
+        if (filter !== undefined) {
+          if (filter.stream !== undefined && frame.stream(buf, off) !== filter.stream) continue;
+          if (!matches(filter, buf, off)) continue;
+        }
+        page.push(decodeEvent(buf, off));
+      }
+      if (page.length > 0) yield page;
+    }
+  }
+
+  /**
+   * The log's frames from position `next` on, forever, as chunks of checked frames with their
+   * segment and file offset: what is there, then each new batch as it is acknowledged. Keeps its
+   * place as a file offset, so following the tail costs one read of the new bytes per wake-up,
+   * not a seek. Ends when `sub.closed` is set (wake it with `wakeFollowers`).
+   * @internal (the queue engine follows the log with it)
+   */
+  async *tailFrames(next: number, sub: { closed: boolean }): AsyncGenerator<{ buf: Buffer; offsets: number[]; base: number; fileOffset: number }> {
     let cursor: { base: number; offset: number } | undefined;
     while (!sub.closed) {
       this.#checkReadable();
@@ -867,18 +913,10 @@ export class FileEventStore implements EventStore {
       let from = cursor.offset;
       while (base !== undefined && !sub.closed) {
         const to = base === endBase ? endOffset : fs.statSync(this.#segments.fileOf(base)).size;
-        for await (const { buf, offsets } of scanForward(this.#segments, base, from, to, this.#scan)) {
-          const page: RecordedEvent[] = [];
-          for (const off of offsets) {
-            const pos = frame.position(buf, off);
-            if (pos < next) continue;
-            if (filter !== undefined) {
-              if (filter.stream !== undefined && frame.stream(buf, off) !== filter.stream) continue;
-              if (!matches(filter, buf, off)) continue;
-            }
-            page.push(decodeEvent(buf, off));
-          }
-          if (page.length > 0) yield page;
+        for await (const chunk of scanForward(this.#segments, base, from, to, this.#scan)) {
+          let offsets = chunk.offsets;
+          if (frame.position(chunk.buf, offsets[0]!) < next) offsets = offsets.filter((off) => frame.position(chunk.buf, off) >= next);
+          if (offsets.length > 0) yield { buf: chunk.buf, offsets, base, fileOffset: chunk.fileOffset };
           if (sub.closed) return;
         }
         if (base === endBase) {
@@ -892,6 +930,61 @@ export class FileEventStore implements EventStore {
       }
       next = head + 1;
     }
+  }
+
+  /** The event in a checked frame (one read by tailFrames, or a copy of one). @internal */
+  decodeFrame(buf: Buffer, off: number): RecordedEvent {
+    return decodeEvent(buf, off);
+  }
+
+  /** Wakes every follower waiting for the head (a closed one then ends). @internal */
+  wakeFollowers(): void {
+    this.#wakeHeadWaiters();
+  }
+
+  /** Position of the last acknowledged event. @internal */
+  get head(): number {
+    return this.#head;
+  }
+
+  /** The log's id (from eventful.json). @internal */
+  get logId(): string {
+    return this.#logId;
+  }
+
+  /**
+   * The events whose frames are at these places (segment base, file offset, frame bytes), in
+   * the order given. Neighbours in a file are read together.
+   * @internal (the queue engine re-reads messages it no longer holds in memory)
+   */
+  readFramesAt(locations: ReadonlyArray<{ base: number; offset: number; bytes: number }>): RecordedEvent[] {
+    this.#checkReadable();
+    const out: RecordedEvent[] = new Array(locations.length);
+    const order = locations.map((_, i) => i).sort((a, b) => locations[a]!.base - locations[b]!.base || locations[a]!.offset - locations[b]!.offset);
+    let i = 0;
+    while (i < order.length) {
+      const first = locations[order[i]!]!;
+      let j = i + 1;
+      let hi = first.offset + first.bytes;
+      // Read across small gaps (other records between messages) rather than one read each.
+      while (j < order.length) {
+        const l = locations[order[j]!]!;
+        if (l.base !== first.base || l.offset - hi > 16 * 1024 || l.offset + l.bytes - first.offset > this.limits.readChunkBytes) break;
+        hi = Math.max(hi, l.offset + l.bytes);
+        j++;
+      }
+      const buf = Buffer.allocUnsafe(hi - first.offset);
+      const n = this.#segments.readSync(first.base, buf, 0, buf.length, first.offset);
+      for (let k = i; k < j; k++) {
+        const l = locations[order[k]!]!;
+        const off = l.offset - first.offset;
+        const c = checkFrame(buf, off, n, this.#scan.frameBytesMax);
+        if (!c.ok || c.length !== l.bytes) throw new CorruptionError(this.#segments.fileOf(l.base), l.offset, c.ok ? 'frame length differs from the one recorded' : c.incomplete ? 'record cut short' : c.reason);
+        out[order[k]!] = decodeEvent(buf, off);
+      }
+      i = j;
+    }
+    return out;
   }
 
   #waitForHead(head: number, sub: { closed: boolean }): Promise<void> {
@@ -925,6 +1018,9 @@ export class FileEventStore implements EventStore {
   }
 
   async #close(): Promise<void> {
+    // Queues first: their last delivery records go through the writer.
+    await this.queues?.close();
+    this.#stopping = true;
     while (this.#running) await this.#running;
     clearInterval(this.#flushTimer);
     try {
@@ -947,7 +1043,8 @@ function matches(filter: CompiledFilter, buf: Buffer, off: number): boolean {
   return matchesStream(filter, frame.stream(buf, off));
 }
 
-function decodeEvent(buf: Buffer, off: number): RecordedEvent {
+/** The event in the checked frame at `off` of `buf`. */
+export function decodeEvent(buf: Buffer, off: number): RecordedEvent {
   const sLen = u16(buf, off + 50);
   const tLen = u16(buf, off + 52);
   const cLen = buf[off + 54]!;

@@ -1,0 +1,460 @@
+/**
+ * One queue's delivery state, in memory: which of its messages are ready, delayed, leased or on
+ * their way to dead letters, and in which order they go out. No I/O here: every change that
+ * must survive a restart is handed to `emit` as an op (src/queues/ops.ts), which the manager
+ * writes to the log; replaying those ops over the messages rebuilds this state.
+ *
+ * Message states:
+ *   DELAYED   not deliverable before `visibleAt` (a delay, a schedule, a back-off); on a timer
+ *   READY     deliverable; in the ready heap when it may go out now (FIFO: the head of a
+ *             group that is neither leased nor parked)
+ *   LEASED    held by a consumer until acked, nacked, released or its lease runs out
+ *   SETTLING  on its way to the dead-letter queue
+ *
+ * Unordered queues hand out the lowest position first, so a redelivered message goes out before
+ * newer ones (as a requeued message does in RabbitMQ). FIFO queues keep a list per group key
+ * and only the head of a group may be leased.
+ */
+import { Heap } from './heap.js';
+import type { Clock } from './clock.js';
+import type { QueueSettings } from '../core/queues.js';
+import { backoffMs } from './settings.js';
+import type { Op } from './ops.js';
+import { OP, OUTCOME } from './ops.js';
+
+export const DELAYED = 0;
+export const READY = 1;
+export const LEASED = 2;
+export const SETTLING = 3;
+
+/** Who holds leases: a consumer, a connection's pull receives, or nobody in particular. */
+export interface Holder {
+  /** Settling a lease needs the same owner (a connection, a consumer); undefined: anyone may. */
+  readonly owner: object | undefined;
+  readonly leases: Set<Msg>;
+  /** A lease of this holder ended (acked, nacked, expired): it may take more. */
+  freed(): void;
+}
+
+export class Msg {
+  readonly position: number;
+  /** The id's 16 bytes as latin1: a compact map key. */
+  readonly idKey: string;
+  readonly group: string | undefined;
+  /** Where the frame is: segment base, file offset, frame bytes. */
+  readonly base: number;
+  readonly offset: number;
+  readonly bytes: number;
+  readonly sentAt: number;
+  visibleAt: number;
+  deliveries = 0;
+  firstDeliveredAt = 0;
+  /** Each delivery's time and how it ended (OUTCOME), for the dead-letter history. */
+  attempts: Array<[number, number]> | undefined;
+  state = DELAYED;
+  lease: { receipt: string; holder: Holder | undefined; expiresAt: number } | undefined;
+  /** Bumped whenever the message is rescheduled: heap entries of older generations are stale. */
+  seq = 0;
+  /** `seq` when the message last entered the ready heap. */
+  readySeq = -1;
+  /** The frame's bytes, while the manager's cache budget allows. */
+  cached: Buffer | undefined;
+
+  constructor(position: number, idKey: string, group: string | undefined, base: number, offset: number, bytes: number, sentAt: number, visibleAt: number) {
+    this.position = position;
+    this.idKey = idKey;
+    this.group = group;
+    this.base = base;
+    this.offset = offset;
+    this.bytes = bytes;
+    this.sentAt = sentAt;
+    this.visibleAt = visibleAt;
+  }
+}
+
+interface Group {
+  msgs: Msg[];
+  head: number; // index of the head in msgs
+  parked: boolean;
+}
+
+interface Timed {
+  at: number;
+  msg: Msg;
+  seq: number;
+}
+
+export interface QueueCounters {
+  sent: number;
+  acked: number;
+  nacked: number;
+  redelivered: number;
+  expired: number;
+  dropped: number;
+  rejected: number;
+  deadLettered: number;
+}
+
+export class QueueState {
+  readonly name: string;
+  settings: QueueSettings;
+  readonly msgs = new Map<number, Msg>();
+  readonly byId = new Map<string, Msg>();
+  readonly groups = new Map<string, Group>();
+  readonly counters: QueueCounters = { sent: 0, acked: 0, nacked: 0, redelivered: 0, expired: 0, dropped: 0, rejected: 0, deadLettered: 0 };
+  /** Counts by state. */
+  readonly count = [0, 0, 0, 0];
+  #ready = new Heap<Msg>((a, b) => a.position < b.position);
+  #timed = new Heap<Timed>((a, b) => a.at < b.at);
+  #timer: unknown;
+  #timerAt = Infinity;
+  #clock: Clock;
+  #random: () => number;
+  #emit: (op: Op) => void;
+  /** Called when messages may be dispatched (became ready). */
+  #onReady: () => void;
+  /** Called with a message that must go to dead letters (state SETTLING). */
+  #onDead: (m: Msg, reason: string) => void;
+  /** False while the log is replayed: no timers, no ops, no dispatch. */
+  live = false;
+
+  constructor(
+    name: string,
+    settings: QueueSettings,
+    hooks: { clock: Clock; random: () => number; emit: (op: Op) => void; onReady: () => void; onDead: (m: Msg, reason: string) => void },
+  ) {
+    this.name = name;
+    this.settings = settings;
+    this.#clock = hooks.clock;
+    this.#random = hooks.random;
+    this.#emit = hooks.emit;
+    this.#onReady = hooks.onReady;
+    this.#onDead = hooks.onDead;
+  }
+
+  get fifo(): boolean {
+    return this.settings.ordering === 'fifo';
+  }
+
+  /** Ready and delayed messages (what maxLength bounds). */
+  get waiting(): number {
+    return this.count[READY]! + this.count[DELAYED]!;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Messages in
+
+  /** A message read from the log joins the queue. */
+  enqueue(m: Msg): void {
+    this.msgs.set(m.position, m);
+    this.byId.set(m.idKey, m);
+    m.state = DELAYED;
+    this.count[DELAYED]!++;
+    if (m.group !== undefined && this.fifo) {
+      let g = this.groups.get(m.group);
+      if (g === undefined) this.groups.set(m.group, (g = { msgs: [], head: 0, parked: false }));
+      g.msgs.push(m);
+    }
+    if (this.live) this.#schedule(m);
+  }
+
+  /** After replay: every message gets its place (ready or on a timer), leases start fresh. */
+  goLive(): void {
+    this.live = true;
+    for (const m of this.msgs.values()) if (m.state === DELAYED) this.#schedule(m);
+    this.#armTimer();
+  }
+
+  #schedule(m: Msg): void {
+    if (m.visibleAt > this.#clock.now()) {
+      this.#setState(m, DELAYED);
+      m.seq++;
+      this.#timed.push({ at: m.visibleAt, msg: m, seq: m.seq });
+      if (m.visibleAt < this.#timerAt) this.#armTimer();
+    } else {
+      this.#setState(m, READY);
+      this.#offer(m);
+    }
+  }
+
+  #setState(m: Msg, s: number): void {
+    this.count[m.state]!--;
+    m.state = s;
+    this.count[s]!++;
+  }
+
+  /** Puts a READY message in the ready heap if it may go out now. */
+  #offer(m: Msg): void {
+    if (m.state !== READY) return;
+    if (m.group !== undefined && this.fifo) {
+      const g = this.groups.get(m.group)!;
+      if (g.parked || g.msgs[g.head] !== m) return;
+    }
+    m.seq++;
+    m.readySeq = m.seq;
+    this.#ready.push(m);
+    if (this.live) this.#onReady();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Leasing
+
+  /** The next message that may go out now, or undefined. */
+  takeReady(): Msg | undefined {
+    for (;;) {
+      const m = this.#ready.pop();
+      if (m === undefined) return undefined;
+      if (m.readySeq === m.seq && m.state === READY) return m;
+    }
+  }
+
+  get hasReady(): boolean {
+    return this.#ready.size > 0;
+  }
+
+  lease(m: Msg, holder: Holder | undefined, receipt: string, leaseMs: number): void {
+    const now = this.#clock.now();
+    this.#setState(m, LEASED);
+    m.deliveries++;
+    if (m.deliveries > 1) this.counters.redelivered++;
+    if (m.firstDeliveredAt === 0) m.firstDeliveredAt = now;
+    (m.attempts ??= []).push([now, OUTCOME.pending]);
+    if (m.attempts.length > 32) m.attempts.splice(0, m.attempts.length - 32);
+    m.lease = { receipt, holder, expiresAt: now + leaseMs };
+    holder?.leases.add(m);
+    m.seq++;
+    this.#timed.push({ at: m.lease.expiresAt, msg: m, seq: m.seq });
+    if (m.lease.expiresAt < this.#timerAt) this.#armTimer();
+    this.#emit({ op: OP.DELIVER, position: m.position, a: m.deliveries, b: now });
+  }
+
+  extend(m: Msg, leaseMs: number): void {
+    m.lease!.expiresAt = this.#clock.now() + leaseMs;
+    m.seq++;
+    this.#timed.push({ at: m.lease!.expiresAt, msg: m, seq: m.seq });
+    if (m.lease!.expiresAt < this.#timerAt) this.#armTimer();
+  }
+
+  #endLease(m: Msg, outcome: number): void {
+    const h = m.lease?.holder;
+    m.lease = undefined;
+    if (m.attempts !== undefined && m.attempts.length > 0) m.attempts[m.attempts.length - 1]![1] = outcome;
+    if (h !== undefined) {
+      h.leases.delete(m);
+      h.freed();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Settling
+
+  /** Removes a message for good (acked, cancelled, dropped, dead-lettered, purged). */
+  settle(m: Msg, outcome: number): void {
+    if (m.state < 0) return;
+    if (m.state === LEASED) this.#endLease(m, outcome);
+    this.count[m.state]!--;
+    m.state = -1;
+    m.seq++;
+    this.msgs.delete(m.position);
+    if (this.byId.get(m.idKey) === m) this.byId.delete(m.idKey);
+    m.cached = undefined;
+    if (outcome === OUTCOME.acked) this.counters.acked++;
+    if (m.group !== undefined && this.fifo) {
+      const g = this.groups.get(m.group)!;
+      const wasHead = g.msgs[g.head] === m;
+      if (wasHead) g.head++;
+      else {
+        const i = g.msgs.indexOf(m, g.head);
+        if (i >= 0) g.msgs.splice(i, 1);
+      }
+      if (g.head >= g.msgs.length) {
+        if (!g.parked) this.groups.delete(m.group);
+        else {
+          g.msgs = [];
+          g.head = 0;
+        }
+      } else {
+        if (g.head > 64 && g.head * 2 > g.msgs.length) {
+          g.msgs = g.msgs.slice(g.head);
+          g.head = 0;
+        }
+        if (wasHead && this.live) this.#offer(g.msgs[g.head]!);
+      }
+    }
+    if (this.live) this.#emit({ op: OP.SETTLE, position: m.position, a: outcome, b: 0 });
+  }
+
+  /**
+   * A delivery failed (nacked, lease ran out, consumer gone): back to the queue after its
+   * back-off (or `delayMs`), or to dead letters when its deliveries are used up.
+   */
+  fail(m: Msg, outcome: number, delayMs?: number, deadLetter = false, reason?: string): void {
+    this.#endLease(m, outcome);
+    if (outcome === OUTCOME.expired) this.counters.expired++;
+    if (outcome === OUTCOME.nacked) this.counters.nacked++;
+    if (deadLetter || m.deliveries >= this.settings.maxDeliveries) {
+      this.toDeadLetters(m, reason ?? (deadLetter ? 'nacked to dead letters' : `delivered ${m.deliveries} times (maxDeliveries ${this.settings.maxDeliveries})`));
+      return;
+    }
+    const now = this.#clock.now();
+    m.visibleAt = now + (delayMs ?? backoffMs(this.settings.retryBackoff, m.deliveries, this.#random));
+    this.#emit({ op: OP.RETRY, position: m.position, a: m.visibleAt, b: outcome });
+    this.#schedule(m);
+  }
+
+  /** Hands the message to the manager to be copied to dead letters, then settled. */
+  toDeadLetters(m: Msg, reason: string): void {
+    if (m.state === LEASED) this.#endLease(m, OUTCOME.nacked);
+    this.#setState(m, SETTLING);
+    m.seq++;
+    this.#onDead(m, reason);
+  }
+
+  /** FIFO park policy: the group waits until unparked (or its head is redriven). */
+  park(group: string): void {
+    const g = this.groups.get(group) ?? { msgs: [], head: 0, parked: false };
+    this.groups.set(group, g);
+    if (g.parked) return;
+    g.parked = true;
+    if (this.live) this.#emit({ op: OP.PARK, position: 0, a: 0, b: 0, group });
+  }
+
+  unpark(group: string): boolean {
+    const g = this.groups.get(group);
+    if (g === undefined || !g.parked) return false;
+    g.parked = false;
+    if (g.head >= g.msgs.length) this.groups.delete(group);
+    else if (this.live) this.#offer(g.msgs[g.head]!);
+    if (this.live) this.#emit({ op: OP.UNPARK, position: 0, a: 0, b: 0, group });
+    return true;
+  }
+
+  /** A redriven message goes back to the front of its parked group, which flows again. */
+  restoreHead(m: Msg): void {
+    const g = this.groups.get(m.group!);
+    if (g === undefined) return;
+    const i = g.msgs.indexOf(m, g.head);
+    if (i > g.head) {
+      g.msgs.splice(i, 1);
+      g.msgs.splice(g.head, 0, m);
+    }
+    this.unpark(m.group!);
+  }
+
+  isParked(group: string): boolean {
+    return this.groups.get(group)?.parked === true;
+  }
+
+  get parkedGroups(): number {
+    let n = 0;
+    for (const g of this.groups.values()) if (g.parked) n++;
+    return n;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Replay: ops read back from the log
+
+  applyOp(op: Op): void {
+    if (op.op === OP.PARK) {
+      const g = this.groups.get(op.group!) ?? { msgs: [], head: 0, parked: false };
+      g.parked = true;
+      this.groups.set(op.group!, g);
+      return;
+    }
+    if (op.op === OP.UNPARK) {
+      const g = this.groups.get(op.group!);
+      if (g !== undefined) g.parked = false;
+      return;
+    }
+    const m = this.msgs.get(op.position);
+    if (m === undefined) return; // settled before (a snapshot already holds the outcome)
+    switch (op.op) {
+      case OP.DELIVER:
+        if (op.a > m.deliveries) m.deliveries = op.a;
+        if (m.firstDeliveredAt === 0) m.firstDeliveredAt = op.b;
+        (m.attempts ??= []).push([op.b, OUTCOME.restarted]);
+        break;
+      case OP.RETRY:
+        m.visibleAt = op.a;
+        if (m.attempts !== undefined && m.attempts.length > 0) m.attempts[m.attempts.length - 1]![1] = op.b;
+        break;
+      case OP.SETTLE:
+        this.settle(m, op.a);
+        break;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Time
+
+  #armTimer(): void {
+    if (!this.live) return;
+    const next = this.#timed.peek();
+    if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    if (next === undefined) return;
+    this.#timerAt = next.at;
+    this.#timer = this.#clock.setTimer(() => {
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+      this.onTime();
+    }, next.at - this.#clock.now());
+  }
+
+  /** Runs what fell due: delayed messages become ready, leases that ran out end. */
+  onTime(): void {
+    const now = this.#clock.now();
+    for (;;) {
+      const t = this.#timed.peek();
+      if (t === undefined || t.at > now) break;
+      this.#timed.pop();
+      const m = t.msg;
+      if (t.seq !== m.seq) continue;
+      if (m.state === DELAYED) {
+        this.#setState(m, READY);
+        this.#offer(m);
+      } else if (m.state === LEASED && m.lease !== undefined && m.lease.expiresAt <= now) {
+        this.fail(m, OUTCOME.expired);
+      }
+    }
+    this.#armTimer();
+  }
+
+  /** Oldest message not yet acked, by send time. */
+  oldestSentAt(): number | undefined {
+    let oldest: number | undefined;
+    // Messages enter in log order, so the first one the map yields is the oldest.
+    for (const m of this.msgs.values()) {
+      oldest = m.sentAt;
+      break;
+    }
+    return oldest;
+  }
+
+  /** Stops timers (the queue is deleted or the store closes). */
+  stop(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    this.live = false;
+  }
+
+  /** Drops every message (purge, delete). Leases end; their receipts stop working. */
+  clear(): number {
+    const n = this.msgs.size;
+    for (const m of [...this.msgs.values()]) {
+      if (m.state === LEASED) this.#endLease(m, OUTCOME.purged);
+      m.seq++;
+      m.state = -1;
+      m.cached = undefined;
+    }
+    this.msgs.clear();
+    this.byId.clear();
+    this.groups.clear();
+    this.#ready.clear();
+    this.#timed.clear();
+    this.count.fill(0);
+    return n;
+  }
+}
