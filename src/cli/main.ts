@@ -13,6 +13,7 @@ import readline from 'node:readline';
 import { Command, CommanderError, Option } from 'commander';
 import { EventfulError } from '../core/errors.js';
 import type { EventInput, ExpectedRevision, ReadAllFilter, RecordedEvent } from '../core/events.js';
+import type { MessageInput, RedriveOptions } from '../core/queues.js';
 import type { VerifyReport } from '../log/verify.js';
 import { progressBar } from './progress.js';
 import { describeConfig } from '../server/config.js';
@@ -301,7 +302,180 @@ export function buildProgram(): Command {
       else for (const [k, v] of Object.entries(info)) process.stdout.write(`${k.padEnd(14)}  ${k.endsWith('At') ? new Date(v as number).toISOString() : String(v)}\n`);
     });
   });
+  addQueueCommands(program);
   return program;
+}
+
+/** `eventful queue ...`: the queue API against a server. */
+function addQueueCommands(program: Command): void {
+  const queue = program.command('queue').description('named queues on a server: create, send, receive, ack, stats, redrive, ...');
+  const out = (o: ClientOpts, value: unknown, text: () => string): void => {
+    process.stdout.write(o.json ? JSON.stringify(value) + '\n' : text() + '\n');
+  };
+  const settingsOf = (o: { settings?: string }): Record<string, unknown> | undefined => (o.settings === undefined ? undefined : (parseJsonArg(o.settings, '--settings') as Record<string, unknown>));
+  clientOptions(
+    queue
+      .command('create <queue>')
+      .description('create a queue')
+      .option('--settings <json>', `settings as JSON (or @file), e.g. '{"leaseMs":30000,"maxDeliveries":5,"deadLetterQueue":"jobs-dlq"}'`),
+  ).action(async (name: string, o: ClientOpts & { settings?: string }) => {
+    await withClient(o, async (store) => {
+      const info = await store.queues.create(name, settingsOf(o));
+      out(o, info, () => `created queue ${info.name} at position ${info.createdPosition}`);
+    });
+  });
+  clientOptions(queue.command('update <queue>').description('change settings').requiredOption('--settings <json>', 'settings to change, as JSON (or @file)')).action(
+    async (name: string, o: ClientOpts & { settings: string }) => {
+      await withClient(o, async (store) => {
+        const info = await store.queues.update(name, settingsOf(o)!);
+        out(o, info, () => JSON.stringify(info.settings, null, 2));
+      });
+    },
+  );
+  clientOptions(queue.command('list').description('list queues')).action(async (o: ClientOpts) => {
+    await withClient(o, async (store) => {
+      const all = await store.queues.list();
+      out(o, all, () => (all.length === 0 ? c.dim('(no queues)') : all.map((q) => `${q.name}  ${c.dim(`${q.settings.ordering}${q.settings.binding ? ', bound' : ''}`)}`).join('\n')));
+    });
+  });
+  clientOptions(queue.command('get <queue>').description("a queue's settings")).action(async (name: string, o: ClientOpts) => {
+    await withClient(o, async (store) => {
+      const info = await store.queues.get(name);
+      if (info === undefined) {
+        process.stderr.write(`eventful: no queue named '${name}'\n`);
+        process.exitCode = EXIT.problems;
+        return;
+      }
+      out(o, info, () => JSON.stringify(info, null, 2));
+    });
+  });
+  clientOptions(queue.command('delete <queue>').description('delete a queue (its messages stay in the log)')).action(async (name: string, o: ClientOpts) => {
+    await withClient(o, async (store) => {
+      await store.queues.delete(name);
+      out(o, { deleted: name }, () => `deleted queue ${name}`);
+    });
+  });
+  clientOptions(queue.command('purge <queue>').description('drop every message not yet acked')).action(async (name: string, o: ClientOpts) => {
+    await withClient(o, async (store) => {
+      const n = await store.queues.purge(name);
+      out(o, { purged: n }, () => `purged ${n} messages`);
+    });
+  });
+  clientOptions(
+    queue
+      .command('send <queue>')
+      .description('send one message (or NDJSON lines of { body, headers?, id?, groupKey?, delayMs? } from stdin with --stdin)')
+      .option('--body <json>', 'the body as JSON (or @file)')
+      .option('--header <key=value...>', 'a header (repeatable)')
+      .option('--id <uuid>', 'message id (dedup)')
+      .option('--group <key>', 'FIFO group key')
+      .option('--delay <ms>', 'deliver after this many ms')
+      .option('--stdin', 'read NDJSON messages from stdin, sent in batches of 1,000'),
+  ).action(async (name: string, o: ClientOpts & { body?: string; header?: string[]; id?: string; group?: string; delay?: string; stdin?: boolean }) => {
+    await withClient(o, async (store) => {
+      if (o.stdin) {
+        let batch: MessageInput[] = [];
+        let sent = 0;
+        const flush = async (): Promise<void> => {
+          if (batch.length === 0) return;
+          await store.queues.send(name, batch);
+          sent += batch.length;
+          batch = [];
+        };
+        for await (const line of readline.createInterface({ input: process.stdin })) {
+          if (line.trim() === '') continue;
+          batch.push(parseJsonArg(line, 'a message line') as MessageInput);
+          if (batch.length >= 1000) await flush();
+        }
+        await flush();
+        out(o, { sent }, () => `sent ${sent} messages`);
+        return;
+      }
+      const m: MessageInput = { body: o.body === undefined ? null : parseJsonArg(o.body, '--body') };
+      if (o.header) m.headers = Object.fromEntries(o.header.map((h) => [h.slice(0, h.indexOf('=')), h.slice(h.indexOf('=') + 1)]));
+      if (o.id) m.id = o.id;
+      if (o.group) m.groupKey = o.group;
+      if (o.delay) m.delayMs = Number(o.delay);
+      const r = await store.queues.send(name, [m]);
+      out(o, r, () => `sent ${r.ids[0]} at position ${r.positions[0]}${r.duplicates > 0 ? ' (duplicate: already sent)' : ''}`);
+    });
+  });
+  clientOptions(
+    queue
+      .command('receive <queue>')
+      .description('lease messages and print them; with --ack they are acked once printed')
+      .option('--max <n>', 'most messages', '1')
+      .option('--wait <ms>', 'wait this long for the first (long polling)', '0')
+      .option('--ack', 'ack what was received'),
+  ).action(async (name: string, o: ClientOpts & { max: string; wait: string; ack?: boolean }) => {
+    await withClient(o, async (store) => {
+      // Detached: the leases outlive this command, so a later `eventful queue ack` can settle them.
+      const got = await store.queues.receive(name, { max: Number(o.max), waitMs: Number(o.wait), detached: !o.ack });
+      for (const d of got) {
+        const view = { receipt: d.receipt, id: d.id, position: d.position, deliveryCount: d.deliveryCount, headers: d.headers, body: d.body instanceof Uint8Array ? `<${d.body.length} bytes>` : d.body };
+        out(o, view, () => `${c.dim(String(d.position).padStart(8))}  ${c.cyan(d.receipt)}  ${c.dim(`#${d.deliveryCount}`)}  ${JSON.stringify(view.body)}`);
+      }
+      if (o.ack && got.length > 0) await store.queues.ack(name, got.map((d) => d.receipt));
+      if (got.length === 0 && !o.json) process.stderr.write(c.dim('(no messages)') + '\n');
+    });
+  });
+  for (const verb of ['ack', 'nack', 'extend'] as const) {
+    clientOptions(queue.command(`${verb} <queue> <receipts...>`).description(`${verb} leases by receipt (from \`eventful queue receive\`)`)).action(
+      async (name: string, receipts: string[], o: ClientOpts) => {
+        await withClient(o, async (store) => {
+          await store.queues[verb](name, receipts);
+          out(o, { ok: true }, () => `${verb}ed ${receipts.length}`);
+        });
+      },
+    );
+  }
+  clientOptions(
+    queue
+      .command('redrive <queue>')
+      .description('move messages out of a dead-letter queue, back to where they came from (or --to)')
+      .option('--to <queue>', 'target queue')
+      .option('--count <n>', 'move at most this many')
+      .option('--rate <n>', 'most messages per second'),
+  ).action(async (name: string, o: ClientOpts & { to?: string; count?: string; rate?: string }) => {
+    await withClient(o, async (store) => {
+      const options: RedriveOptions = {};
+      if (o.to) options.to = o.to;
+      if (o.count) options.count = Number(o.count);
+      if (o.rate) options.ratePerSec = Number(o.rate);
+      const n = await store.queues.redrive(name, options);
+      out(o, { moved: n }, () => `moved ${n} messages`);
+    });
+  });
+  clientOptions(queue.command('unpark <queue> <groupKey>').description('FIFO: let a parked group flow again')).action(async (name: string, group: string, o: ClientOpts) => {
+    await withClient(o, async (store) => {
+      const r = await store.queues.unpark(name, group);
+      out(o, { unparked: r }, () => (r ? `group ${group} flows again` : `group ${group} was not parked`));
+    });
+  });
+  clientOptions(queue.command('cancel <queue> <messageId>').description('cancel a message not yet delivered')).action(async (name: string, id: string, o: ClientOpts) => {
+    await withClient(o, async (store) => {
+      const r = await store.queues.cancel(name, id);
+      out(o, { cancelled: r }, () => (r ? 'cancelled' : 'not cancelled: already delivered, acked or unknown'));
+      if (!r) process.exitCode = EXIT.problems;
+    });
+  });
+  clientOptions(queue.command('stats [queue]').description("a queue's depth, in flight, delayed, dead letters, oldest age, rates, consumers (all queues when none is named)")).action(
+    async (name: string | undefined, o: ClientOpts) => {
+      await withClient(o, async (store) => {
+        const names = name !== undefined ? [name] : (await store.queues.list()).map((q) => q.name);
+        const all = await Promise.all(names.map((n) => store.queues.stats(n)));
+        if (o.json) {
+          for (const st of all) process.stdout.write(JSON.stringify(st) + '\n');
+          return;
+        }
+        const head = ['queue', 'depth', 'ready', 'in flight', 'delayed', 'dead', 'oldest', 'consumers', 'send/s', 'ack/s'];
+        const rows = all.map((st) => [st.name, st.depth, st.ready, st.inFlight, st.delayed, st.deadLettered, `${(st.oldestUnackedAgeMs / 1000).toFixed(1)}s`, st.consumers, st.rates.send, st.rates.ack].map(String));
+        const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+        process.stdout.write(c.bold(head.map((h, i) => h.padEnd(w[i]!)).join('  ')) + '\n');
+        for (const r of rows) process.stdout.write(r.map((v, i) => (i === 0 ? v.padEnd(w[i]!) : v.padStart(w[i]!))).join('  ') + '\n');
+      });
+    },
+  );
 }
 
 function printVerify(r: VerifyReport): void {
@@ -338,6 +512,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`eventful: ${err.code}: ${err.message}\n`);
       if (err.code === 'WRONG_EXPECTED_REVISION' || err.code === 'IDEMPOTENCY_CONFLICT') return EXIT.conflict;
       if (err.code === 'CONNECTION_LOST') return EXIT.unreachable;
+      if (err.code === 'QUEUE_NOT_FOUND') return EXIT.problems;
       return EXIT.error;
     }
     process.stderr.write(`eventful: ${(err as Error).message}\n`);

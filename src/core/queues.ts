@@ -166,6 +166,13 @@ export interface ReceiveOptions {
   max?: number;
   /** Wait this long for the first message when none is ready (long polling). @default 0 */
   waitMs?: number;
+  /**
+   * Through a server, leases belong to the connection that received them and go back to the
+   * queue when it closes. Detached leases outlive it (they end only by ack, nack or running
+   * out), so another connection (a CLI call, an HTTP request) can settle them. Embedded and
+   * over HTTP, receives are always detached. @default false
+   */
+  detached?: boolean;
 }
 
 export interface RedriveOptions {

@@ -737,7 +737,7 @@ export class QueueManager implements Queues {
   async receiveAs(name: string, options: ReceiveOptions | undefined, holder: LeaseGroup | undefined): Promise<Delivery[]> {
     this.#checkOpen();
     if (options !== undefined && (typeof options !== 'object' || options === null)) throw new InvalidArgumentError('receive options must be an object { max?, waitMs? }');
-    for (const k of Object.keys(options ?? {})) if (k !== 'max' && k !== 'waitMs') throw new InvalidArgumentError(`unknown receive option '${k}'; known: max, waitMs`);
+    for (const k of Object.keys(options ?? {})) if (k !== 'max' && k !== 'waitMs' && k !== 'detached') throw new InvalidArgumentError(`unknown receive option '${k}'; known: max, waitMs, detached`);
     const max = options?.max ?? 1;
     const waitMs = options?.waitMs ?? 0;
     if (!Number.isSafeInteger(max) || max < 1 || max > this.#limits.queueBatchMax) throw new InvalidArgumentError(`max must be an integer from 1 to ${this.#limits.queueBatchMax}, got ${String(max)}`);

@@ -19,6 +19,7 @@ import {
   InvalidArgumentError,
   LimitExceededError,
   NotFoundError,
+  QueueNotFoundError,
   UnsupportedMediaTypeError,
 } from '../core/errors.js';
 import { CONTENT_TYPE_JSON } from '../core/events.js';
@@ -26,10 +27,14 @@ import type { EventInput, EventStore, ExpectedRevision, ReadAllFilter, RecordedE
 import { isUuid } from '../core/ids.js';
 import type { ServerLimits } from '../core/limits.js';
 import { requireReadAll, requireRole } from './auth.js';
-import type { Authenticator, Principal } from './auth.js';
+import type { Authenticator, Principal, Role } from './auth.js';
+import type { DeliveryImpl, QueueManager } from '../queues/manager.js';
+import { queueStream } from '../queues/settings.js';
+import type { MessageInput, NackOptions, QueueSettings, RedriveOptions } from '../core/queues.js';
 
 export interface HttpContext {
   store: EventStore;
+  queues: QueueManager;
   auth: Authenticator;
   limits: ServerLimits;
   version: string;
@@ -105,11 +110,107 @@ const From = Type.Union([Type.Literal('start'), Type.Literal('end'), Type.Intege
 const Direction = Type.Union([Type.Literal('forwards'), Type.Literal('backwards')]);
 const StreamParams = Type.Object({ stream: Type.String({ minLength: 1 }) }, { additionalProperties: false });
 
+// Queues
+
+const QueueParams = Type.Object({ queue: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false });
+const Filter = Type.Object(
+  {
+    streamPrefix: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })])),
+    category: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })])),
+    types: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })])),
+  },
+  { additionalProperties: false },
+);
+const SettingsFields = {
+  leaseMs: Type.Integer({ minimum: 1, description: 'Visibility timeout: how long a delivery is leased.' }),
+  maxDeliveries: Type.Integer({ minimum: 1 }),
+  deadLetterQueue: Type.Union([Type.String(), Type.Null()]),
+  retryBackoff: Type.Object(
+    { initialMs: Type.Integer({ minimum: 0 }), maxMs: Type.Integer({ minimum: 0 }), multiplier: Type.Number({ minimum: 1 }), jitter: Type.Number({ minimum: 0, maximum: 1 }) },
+    { additionalProperties: false },
+  ),
+  deliveryDelayMs: Type.Integer({ minimum: 0 }),
+  maxLength: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
+  overflow: Type.Union([Type.Literal('reject'), Type.Literal('drop-oldest')]),
+  dedupWindowMs: Type.Integer({ minimum: 0 }),
+  ordering: Type.Union([Type.Literal('unordered'), Type.Literal('fifo')]),
+  poison: Type.Union([Type.Literal('park'), Type.Literal('skip')]),
+  binding: Type.Union([
+    Type.Object({ filter: Filter, from: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Literal('start')])) }, { additionalProperties: false }),
+    Type.Null(),
+  ]),
+};
+const SettingsIn = Type.Object(
+  Object.fromEntries(
+    Object.entries(SettingsFields).map(([k, v]) => [k, Type.Optional(k === 'retryBackoff' ? Type.Partial(v as never) : v)]),
+  ) as Record<string, TSchema>,
+  { additionalProperties: false },
+);
+const SettingsOut = Type.Object(SettingsFields, { additionalProperties: false });
+const QueueInfoSchema = Type.Object(
+  { name: Type.String(), settings: SettingsOut, createdPosition: Type.Integer(), createdAt: Type.Integer(), stream: Type.String() },
+  { additionalProperties: false },
+);
+const MessageIn = Type.Object(
+  {
+    body: Type.Optional(Type.Unknown({ description: 'Any JSON value.' })),
+    bodyBase64: Type.Optional(Type.String({ description: 'Binary body, base64; use with contentType.' })),
+    contentType: Type.Optional(Type.String()),
+    headers: Type.Optional(Type.Record(Type.String(), Type.String())),
+    id: Type.Optional(Type.String({ format: 'uuid', description: 'Message id; a repeat within the dedup window is accepted once.' })),
+    type: Type.Optional(Type.String({ minLength: 1 })),
+    groupKey: Type.Optional(Type.String()),
+    delayMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    deliverAt: Type.Optional(Type.Integer({ minimum: 0, description: 'ms since the epoch' })),
+  },
+  { additionalProperties: false },
+);
+const DeliveryOut = Type.Object(
+  {
+    queue: Type.String(),
+    receipt: Type.String(),
+    deliveryCount: Type.Integer(),
+    firstDeliveredAt: Type.Integer(),
+    leaseExpiresAt: Type.Integer(),
+    position: Type.Integer(),
+    id: Type.String(),
+    stream: Type.String(),
+    type: Type.String(),
+    contentType: Type.String(),
+    body: Type.Unknown({ description: 'JSON, or base64 for other content types.' }),
+    headers: Type.Record(Type.String(), Type.Unknown()),
+    groupKey: Type.Optional(Type.String()),
+    sentAt: Type.Integer(),
+  },
+  { additionalProperties: false },
+);
+const Receipts = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })]);
+const Ok = Type.Object({ ok: Type.Literal(true) }, { additionalProperties: false });
+const QueueStatsSchema = Type.Object(
+  {
+    name: Type.String(),
+    depth: Type.Integer(),
+    ready: Type.Integer(),
+    inFlight: Type.Integer(),
+    delayed: Type.Integer(),
+    parkedGroups: Type.Integer(),
+    deadLettered: Type.Integer(),
+    oldestUnackedAgeMs: Type.Integer(),
+    consumers: Type.Integer(),
+    rates: Type.Object({ send: Type.Number(), ack: Type.Number(), nack: Type.Number(), redelivery: Type.Number() }, { additionalProperties: false }),
+    totals: Type.Object(
+      { sent: Type.Integer(), acked: Type.Integer(), nacked: Type.Integer(), redelivered: Type.Integer(), expired: Type.Integer(), dropped: Type.Integer(), rejected: Type.Integer() },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
 // ---------------------------------------------------------------------------------------------
 // Routes
 
 interface RouteDef {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   url: string;
   operationId: string;
   summary: string;
@@ -124,6 +225,10 @@ interface RouteDef {
 }
 
 function routes(ctx: HttpContext): RouteDef[] {
+  return [...streamRoutes(ctx), ...queueRoutes(ctx)];
+}
+
+function streamRoutes(ctx: HttpContext): RouteDef[] {
   const { store, limits } = ctx;
   const readLimit = (q: { limit?: number }): number => {
     const limit = q.limit ?? 100;
@@ -298,6 +403,145 @@ function routes(ctx: HttpContext): RouteDef[] {
         return { status: 'ready' };
       },
     },
+  ];
+}
+
+function queueRoutes(ctx: HttpContext): RouteDef[] {
+  const queues = ctx.queues;
+  const name = (req: FastifyRequest, p: Principal, role: Role): string => {
+    const { queue } = req.params as { queue: string };
+    requireRole(p, role, queueStream(queue));
+    return queue;
+  };
+  const route = (method: RouteDef['method'], url: string, operationId: string, summary: string, rest: Partial<RouteDef> & Pick<RouteDef, 'responses' | 'handler'>): RouteDef => ({
+    method,
+    url,
+    operationId,
+    summary,
+    auth: true,
+    params: url.includes(':queue') ? QueueParams : undefined,
+    ...rest,
+  });
+  return [
+    route('POST', '/queues/:queue', 'createQueue', 'Create a queue with settings (all optional).', {
+      body: Type.Object({ settings: Type.Optional(SettingsIn) }, { additionalProperties: false }),
+      responses: { 201: QueueInfoSchema },
+      handler: async (req, reply, p) => {
+        const info = await queues.create(name(req, p, 'admin'), (req.body as { settings?: Partial<QueueSettings> }).settings);
+        reply.code(201);
+        return info;
+      },
+    }),
+    route('GET', '/queues', 'listQueues', 'The queues, by name.', {
+      responses: { 200: Type.Object({ queues: Type.Array(QueueInfoSchema) }, { additionalProperties: false }) },
+      handler: async (_req, _reply, p) => ({ queues: (await queues.list()).filter((q) => p.can('read', queueStream(q.name))) }),
+    }),
+    route('GET', '/queues/:queue', 'getQueue', "A queue's settings.", {
+      responses: { 200: QueueInfoSchema },
+      handler: async (req, _reply, p) => {
+        const q = name(req, p, 'read');
+        const info = await queues.get(q);
+        if (info === undefined) throw new QueueNotFoundError(q);
+        return info;
+      },
+    }),
+    route('PUT', '/queues/:queue/settings', 'updateQueue', "Change a queue's settings (not its ordering).", {
+      body: SettingsIn,
+      responses: { 200: QueueInfoSchema },
+      handler: async (req, _reply, p) => queues.update(name(req, p, 'admin'), req.body as Partial<QueueSettings>),
+    }),
+    route('DELETE', '/queues/:queue', 'deleteQueue', 'Delete a queue and its delivery state (its messages stay in the log).', {
+      responses: { 200: Ok },
+      handler: async (req, _reply, p) => {
+        await queues.delete(name(req, p, 'admin'));
+        return { ok: true };
+      },
+    }),
+    route('POST', '/queues/:queue/purge', 'purgeQueue', 'Drop every message not yet acked.', {
+      responses: { 200: Type.Object({ purged: Type.Integer() }, { additionalProperties: false }) },
+      handler: async (req, _reply, p) => ({ purged: await queues.purge(name(req, p, 'admin')) }),
+    }),
+    route('POST', '/queues/:queue/messages', 'sendMessages', 'Send messages; resolves once they are durable.', {
+      body: Type.Object({ messages: Type.Array(MessageIn, { minItems: 1 }) }, { additionalProperties: false }),
+      responses: { 201: Type.Object({ ids: Type.Array(Type.String()), positions: Type.Array(Type.Integer()), duplicates: Type.Integer() }, { additionalProperties: false }) },
+      handler: async (req, reply, p) => {
+        const q = name(req, p, 'write');
+        const body = req.body as { messages: Array<MessageInput & { bodyBase64?: string }> };
+        const messages = body.messages.map((m, i) => {
+          const { bodyBase64, ...rest } = m;
+          if (bodyBase64 === undefined) return rest;
+          if (m.body !== undefined) throw new InvalidArgumentError(`messages[${i}]: give body or bodyBase64, not both`);
+          return { ...rest, body: base64(bodyBase64, `messages[${i}].bodyBase64`), contentType: m.contentType ?? 'application/octet-stream' };
+        });
+        const r = await queues.send(q, messages);
+        reply.code(201);
+        return r;
+      },
+    }),
+    route('DELETE', '/queues/:queue/messages/:id', 'cancelMessage', 'Cancel a message not yet delivered (a delayed one).', {
+      params: Type.Object({ queue: Type.String({ minLength: 1, maxLength: 200 }), id: Type.String({ format: 'uuid' }) }, { additionalProperties: false }),
+      responses: { 200: Type.Object({ cancelled: Type.Boolean() }, { additionalProperties: false }) },
+      handler: async (req, _reply, p) => ({ cancelled: await queues.cancel(name(req, p, 'write'), (req.params as { id: string }).id) }),
+    }),
+    route('POST', '/queues/:queue/receive', 'receiveMessages', 'Lease up to `max` messages, waiting up to `waitMs` for the first (long polling).', {
+      body: Type.Object({ max: Type.Optional(Type.Integer({ minimum: 1 })), waitMs: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false }),
+      responses: { 200: Type.Object({ deliveries: Type.Array(DeliveryOut) }, { additionalProperties: false }) },
+      handler: async (req, _reply, p) => {
+        const got = await queues.receive(name(req, p, 'read'), req.body as { max?: number; waitMs?: number });
+        return { deliveries: got.map((d) => (d as DeliveryImpl).toJSON()) };
+      },
+    }),
+    route('POST', '/queues/:queue/ack', 'ackMessages', 'Ack leases by receipt; resolves once durable. One bad receipt changes nothing.', {
+      body: Type.Object({ receipts: Receipts }, { additionalProperties: false }),
+      responses: { 200: Ok },
+      handler: async (req, _reply, p) => {
+        await queues.ack(name(req, p, 'read'), (req.body as { receipts: string | string[] }).receipts);
+        return { ok: true };
+      },
+    }),
+    route('POST', '/queues/:queue/nack', 'nackMessages', 'Give leases back: after their back-off, after `delayMs`, or to dead letters now.', {
+      body: Type.Object(
+        { receipts: Receipts, delayMs: Type.Optional(Type.Integer({ minimum: 0 })), deadLetter: Type.Optional(Type.Boolean()), reason: Type.Optional(Type.String()) },
+        { additionalProperties: false },
+      ),
+      responses: { 200: Ok },
+      handler: async (req, _reply, p) => {
+        const { receipts, ...options } = req.body as { receipts: string | string[] } & NackOptions;
+        await queues.nack(name(req, p, 'read'), receipts, options);
+        return { ok: true };
+      },
+    }),
+    route('POST', '/queues/:queue/extend', 'extendLeases', 'Lengthen leases to `leaseMs` from now (default: the queue lease).', {
+      body: Type.Object({ receipts: Receipts, leaseMs: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false }),
+      responses: { 200: Ok },
+      handler: async (req, _reply, p) => {
+        const b = req.body as { receipts: string | string[]; leaseMs?: number };
+        await queues.extend(name(req, p, 'read'), b.receipts, b.leaseMs);
+        return { ok: true };
+      },
+    }),
+    route('POST', '/queues/:queue/redrive', 'redriveMessages', 'Move messages out of a (dead-letter) queue: all, a count or chosen ids, at a rate.', {
+      body: Type.Object(
+        {
+          to: Type.Optional(Type.String()),
+          count: Type.Optional(Type.Integer({ minimum: 1 })),
+          ids: Type.Optional(Type.Array(Type.String({ format: 'uuid' }))),
+          ratePerSec: Type.Optional(Type.Integer({ minimum: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+      responses: { 200: Type.Object({ moved: Type.Integer() }, { additionalProperties: false }) },
+      handler: async (req, _reply, p) => ({ moved: await queues.redrive(name(req, p, 'admin'), req.body as RedriveOptions) }),
+    }),
+    route('POST', '/queues/:queue/unpark', 'unparkGroup', 'FIFO: let a parked group flow again.', {
+      body: Type.Object({ groupKey: Type.String() }, { additionalProperties: false }),
+      responses: { 200: Type.Object({ unparked: Type.Boolean() }, { additionalProperties: false }) },
+      handler: async (req, _reply, p) => ({ unparked: await queues.unpark(name(req, p, 'admin'), (req.body as { groupKey: string }).groupKey) }),
+    }),
+    route('GET', '/queues/:queue/stats', 'queueStats', 'Depth, in flight, delayed, dead-lettered, oldest age, rates and consumers.', {
+      responses: { 200: QueueStatsSchema },
+      handler: async (req, _reply, p) => queues.stats(name(req, p, 'read')),
+    }),
   ];
 }
 

@@ -103,7 +103,7 @@ export async function startServer(config: Readonly<ServerConfig>, options: { log
 
   // HTTP API, and the binary protocol over WebSocket at /ws.
   const http = await buildHttp(
-    { store, auth, limits: config.serverLimits, version, startedAt: Date.now(), durability: config.durability, isReady: () => ready, log },
+    { store, queues: store.queues, auth, limits: config.serverLimits, version, startedAt: Date.now(), durability: config.durability, isReady: () => ready, log },
     { https: tlsOptions },
   );
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.serverLimits.frameBytesMax });

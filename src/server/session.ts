@@ -393,7 +393,7 @@ export class Session {
         requireQueue(p, 'read', name);
         let g = this.#pullLeases.get(name);
         if (g === undefined) this.#pullLeases.set(name, (g = new LeaseGroup(this)));
-        const got = await q.receiveAs(name, pick(b, ['max', 'waitMs']), g);
+        const got = await q.receiveAs(name, pick(b, ['max', 'waitMs']), b.detached === true ? undefined : g);
         return deliveriesBody(got as DeliveryImpl[]);
       }
       case 'ack':
