@@ -662,6 +662,116 @@ test('the server refuses to listen on a non-loopback address without auth, and s
 });
 
 // ---------------------------------------------------------------------------------------------
+// Queues (after the log check above: queues write records of their own to the log)
+
+test('queues over HTTP: create, send, long-poll receive, ack, nack to dead letters, redrive, stats, and typed errors', async () => {
+  const settings = { leaseMs: 60_000, maxDeliveries: 3, deadLetterQueue: 'order-1-dlq', retryBackoff: { initialMs: 0, maxMs: 0 } };
+  const created = await post('/queues/order-1', { settings });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.equal(created.body.name, 'order-1');
+  assert.equal(created.body.settings.deadLetterQueue, 'order-1-dlq');
+  assertError(await post('/queues/order-1', {}), 409, 'QUEUE_EXISTS', /already exists/);
+  assert.deepEqual(
+    (await get('/queues')).body.queues.map((q: Json) => q.name),
+    ['order-1', 'order-1-dlq'],
+    'the dead-letter queue was created with it',
+  );
+
+  // A long poll waits for a message sent while it waits.
+  const polling = post('/queues/order-1/receive', { max: 10, waitMs: 5000 });
+  await new Promise((r) => setTimeout(r, 100));
+  const id = randomUUID();
+  const sent = await post('/queues/order-1/messages', { messages: [{ id, body: { n: 1 }, headers: { tenant: 't1' } }, { bodyBase64: 'AAEC', contentType: 'application/octet-stream' }] });
+  assert.equal(sent.status, 201, JSON.stringify(sent.body));
+  assert.equal(sent.body.ids[0], id);
+  const polled = await polling;
+  assert.equal(polled.status, 200);
+  const all = [...polled.body.deliveries];
+  if (all.length < 2) all.push(...(await post('/queues/order-1/receive', { max: 10, waitMs: 1000 })).body.deliveries);
+  assert.equal(all.length, 2);
+  const [first, second] = all.sort((a: Json, b: Json) => a.position - b.position);
+  assert.deepEqual(first.body, { n: 1 });
+  assert.deepEqual(first.headers, { tenant: 't1' });
+  assert.equal(first.deliveryCount, 1);
+  assert.equal(first.stream, '$queue-order-1');
+  assert.equal(second.body, 'AAEC', 'binary bodies come back as base64');
+
+  // The same id again within the dedup window is accepted once.
+  const dup = await post('/queues/order-1/messages', { messages: [{ id, body: { n: 1 } }] });
+  assert.equal(dup.body.duplicates, 1);
+  assert.equal(dup.body.positions[0], sent.body.positions[0]);
+
+  assert.equal((await post('/queues/order-1/extend', { receipts: [first.receipt], leaseMs: 120_000 })).status, 200);
+  assert.equal((await post('/queues/order-1/ack', { receipts: first.receipt })).status, 200);
+  assertError(await post('/queues/order-1/ack', { receipts: [first.receipt] }), 409, 'RECEIPT_INVALID', /no message in flight/, 'acking twice');
+  assertError(await post('/queues/order-1/ack', { receipts: ['nonsense'] }), 409, 'RECEIPT_INVALID', /not a receipt/);
+  assertError(await post('/queues/order-1/ack', { receipts: [second.receipt, 'zz.1.1'] }), 409, 'RECEIPT_INVALID', /./, 'one bad receipt');
+  // ... changed nothing: the good one is still leased, and can go to dead letters now.
+  assert.equal((await post('/queues/order-1/nack', { receipts: [second.receipt], deadLetter: true, reason: 'unparseable' })).status, 200);
+  let dlq: Json;
+  for (let i = 0; i < 50; i++) {
+    dlq = (await get('/queues/order-1-dlq/stats')).body;
+    if (dlq.depth === 1) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(dlq.depth, 1);
+  const dead = (await post('/queues/order-1-dlq/receive', { max: 1 })).body.deliveries[0];
+  assert.equal(dead.headers.$deadLetter.queue, 'order-1');
+  assert.equal(dead.headers.$deadLetter.reason, 'unparseable');
+  assert.equal((await post('/queues/order-1-dlq/nack', { receipts: dead.receipt, delayMs: 0 })).status, 200);
+  for (let i = 0; i < 50 && (await get('/queues/order-1-dlq/stats')).body.ready !== 1; i++) await new Promise((r) => setTimeout(r, 20));
+  const moved = await post('/queues/order-1-dlq/redrive', {});
+  assert.deepEqual(moved.body, { moved: 1 });
+  const back = (await post('/queues/order-1/receive', { max: 1, waitMs: 2000 })).body.deliveries;
+  assert.equal(back.length, 1);
+  assert.equal(back[0].body, 'AAEC', 'the redriven message is the same message');
+  assert.equal((await post('/queues/order-1/ack', { receipts: back[0].receipt })).status, 200);
+
+  const stats = (await get('/queues/order-1/stats')).body;
+  assert.equal(stats.depth, 0);
+  assert.equal(stats.totals.acked, 2);
+  assert.equal(stats.deadLettered, 1);
+
+  // Settings, scheduled messages, cancel, purge.
+  const updated = await call('main', 'PUT', '/queues/order-1/settings', { json: { leaseMs: 5000 } });
+  assert.equal(updated.body.settings.leaseMs, 5000);
+  assertError(await call('main', 'PUT', '/queues/order-1/settings', { json: { ordering: 'fifo' } }), 400, 'INVALID_ARGUMENT', /ordering is fixed/);
+  assertError(await call('main', 'PUT', '/queues/order-1/settings', { json: { leaseMs: -1 } }), 400, 'INVALID_ARGUMENT', /leaseMs/);
+  const later = randomUUID();
+  await post('/queues/order-1/messages', { messages: [{ id: later, body: 'later', delayMs: 3_600_000 }] });
+  assert.equal((await post('/queues/order-1/receive', { max: 1 })).body.deliveries.length, 0, 'not before its time');
+  assert.deepEqual((await call('main', 'DELETE', `/queues/order-1/messages/${later}`)).body, { cancelled: true });
+  assert.deepEqual((await call('main', 'DELETE', `/queues/order-1/messages/${later}`)).body, { cancelled: false });
+  await post('/queues/order-1/messages', { messages: [{ body: 1 }, { body: 2 }] });
+  assert.deepEqual((await call('main', 'POST', '/queues/order-1/purge')).body, { purged: 2 });
+  assert.deepEqual((await post('/queues/order-1/unpark', { groupKey: 'g' })).body, { unparked: false });
+
+  // Bad input.
+  assertError(await get('/queues/nope/stats'), 404, 'QUEUE_NOT_FOUND', /no queue named 'nope'/);
+  assertError(await post('/queues/nope/messages', { messages: [{ body: 1 }] }), 404, 'QUEUE_NOT_FOUND', /nope/);
+  assertError(await post('/queues/bad%20name', {}), 400, 'INVALID_ARGUMENT', /queue name/);
+  assertError(await post('/queues/q2', { settings: { leaseMs: 'long' } }), 400, 'INVALID_ARGUMENT', /leaseMs/);
+  assertError(await post('/queues/q2', { settings: { colour: 'red' } }), 400, 'INVALID_ARGUMENT', /colour/);
+  assertError(await post('/queues/order-1/messages', { messages: [{ body: 1, groupKey: 'g' }] }), 400, 'INVALID_ARGUMENT', /fifo/);
+  assertError(await post('/queues/order-1/messages', { messages: [{ body: 'x'.repeat(EVENT_BYTES_MAX) }] }), 413, 'LIMIT_EXCEEDED', /at most 1048576/);
+  assertError(await post('/queues/order-1/receive', { max: 0 }), 400, 'INVALID_ARGUMENT', /max/);
+  // Nothing above disturbed the queue: a good message still flows.
+  await post('/queues/order-1/messages', { messages: [{ body: 'ok' }] });
+  const ok = (await post('/queues/order-1/receive', { max: 5, waitMs: 2000 })).body.deliveries;
+  assert.deepEqual(ok.map((d: Json) => d.body), ['ok']);
+  await post('/queues/order-1/ack', { receipts: ok.map((d: Json) => d.receipt) });
+
+  // Delete; a queue made again under the same name starts empty.
+  await post('/queues/q3', {});
+  await post('/queues/q3/messages', { messages: [{ body: 'old' }] });
+  assert.deepEqual((await call('main', 'DELETE', '/queues/q3')).body, { ok: true });
+  assertError(await get('/queues/q3'), 404, 'QUEUE_NOT_FOUND', /q3/);
+  await post('/queues/q3', {});
+  assert.equal((await get('/queues/q3/stats')).body.depth, 0);
+  assert.equal((await get('/queues/order-1')).body.name, 'order-1');
+});
+
+// ---------------------------------------------------------------------------------------------
 // OpenAPI
 
 /**
@@ -756,7 +866,43 @@ test('OpenAPI: every route is documented and answers, and every response above m
   // Every documented operation answers a valid request (not "no route").
   const probes: Record<string, () => Promise<Reply>> = {
     'POST /streams/{stream}': () => post('/streams/probe-1', { events: [{ type: 'Probe' }] }),
+    'POST /queues/{queue}': () => post('/queues/probe-q', {}),
+    'PUT /queues/{queue}/settings': () => call('main', 'PUT', '/queues/probe-q/settings', { json: { leaseMs: 1000 } }),
+    'POST /queues/{queue}/messages': () => post('/queues/probe-q/messages', { messages: [{ body: 1 }] }),
+    'DELETE /queues/{queue}/messages/{id}': () => call('main', 'DELETE', `/queues/probe-q/messages/${randomUUID()}`),
+    'POST /queues/{queue}/receive': () => post('/queues/probe-q/receive', { max: 1 }),
+    'POST /queues/{queue}/ack': async () => {
+      const d = (await post('/queues/probe-q/receive', { max: 1, waitMs: 1000 })).body.deliveries;
+      if (d.length === 0) await post('/queues/probe-q/messages', { messages: [{ body: 1 }] });
+      const r = d.length > 0 ? d : (await post('/queues/probe-q/receive', { max: 1, waitMs: 1000 })).body.deliveries;
+      return post('/queues/probe-q/ack', { receipts: r[0].receipt });
+    },
+    'POST /queues/{queue}/nack': async () => {
+      await post('/queues/probe-q/messages', { messages: [{ body: 2 }] });
+      const r = (await post('/queues/probe-q/receive', { max: 1, waitMs: 1000 })).body.deliveries;
+      return post('/queues/probe-q/nack', { receipts: r[0].receipt });
+    },
+    'POST /queues/{queue}/extend': async () => {
+      await post('/queues/probe-q/messages', { messages: [{ body: 3 }] });
+      const r = (await post('/queues/probe-q/receive', { max: 1, waitMs: 1000 })).body.deliveries;
+      return post('/queues/probe-q/extend', { receipts: r[0].receipt });
+    },
+    'POST /queues/{queue}/redrive': () => post('/queues/probe-q/redrive', { to: 'probe-q', count: 1 }),
+    'POST /queues/{queue}/unpark': () => post('/queues/probe-q/unpark', { groupKey: 'g' }),
+    'POST /queues/{queue}/purge': () => call('main', 'POST', '/queues/probe-q/purge'),
+    'DELETE /queues/{queue}': async () => {
+      await post('/queues/probe-d', {});
+      return call('main', 'DELETE', '/queues/probe-d');
+    },
   };
+  // Every queue probe after the first finds its queue there.
+  for (const [key, probe] of Object.entries(probes)) {
+    if (!key.includes('{queue}') || key === 'POST /queues/{queue}') continue;
+    probes[key] = async () => {
+      await post('/queues/probe-q', {});
+      return probe();
+    };
+  }
   for (const o of ops) {
     const key = `${o.method} ${o.template}`;
     let probe = probes[key];
