@@ -596,6 +596,7 @@ export class QueueManager implements Queues {
     const fresh: number[] = [];
     const dupWaits: Array<Promise<void>> = [];
     const keys: string[] = [];
+    const keySet = new Set<string>();
     for (let i = 0; i < messages.length; i++) {
       const m = checkMessage(messages[i], i, q.fifo, now, this.#limits);
       const id = m.id ?? newEventId();
@@ -607,7 +608,8 @@ export class QueueManager implements Queues {
         else positions[i] = seen.position;
         continue;
       }
-      if (keys.includes(idKey)) throw new InvalidArgumentError(`message ${i}: id ${id} appears twice in one send`);
+      if (keySet.has(idKey)) throw new InvalidArgumentError(`message ${i}: id ${id} appears twice in one send`);
+      keySet.add(idKey);
       keys.push(idKey);
       const metadata: Record<string, unknown> = { ...m.headers };
       if (m.groupKey !== undefined) metadata.$group = m.groupKey;
@@ -632,31 +634,31 @@ export class QueueManager implements Queues {
       let fail!: (e: unknown) => void;
       const pending = new Promise<number>((res, rej) => ((settle = res), (fail = rej)));
       pending.catch(() => undefined);
-      const claimed: string[] = [];
+      const claimed: Array<[string, number]> = []; // id key, message index
       if (q.settings.dedupWindowMs > 0) {
         for (let k = 0; k < fresh.length; k++) {
           if (messages[fresh[k]!]!.id === undefined) continue;
           const key = keys[k]!;
           const at = fresh[k]!;
           d.dedup.set(key, { position: 0, at: now, pending: pending.then(() => positions[at]!) });
-          claimed.push(key);
+          claimed.push([key, at]);
         }
       }
       d.pendingSends += events.length;
       try {
         const r = await this.#host.appendSystem(queueStream(name), events);
         for (let k = 0; k < fresh.length; k++) positions[fresh[k]!] = r.positions[k]!;
-        for (let k = 0; k < claimed.length; k++) {
-          const e = d.dedup.get(claimed[k]!);
+        for (const [key, at] of claimed) {
+          const e = d.dedup.get(key);
           if (e !== undefined) {
-            e.position = positions[fresh[keys.indexOf(claimed[k]!)]!]!;
+            e.position = positions[at]!;
             delete e.pending;
           }
         }
         settle(0);
         q.counters.sent += events.length;
       } catch (err) {
-        for (const key of claimed) d.dedup.delete(key);
+        for (const [key] of claimed) d.dedup.delete(key);
         fail(err);
         throw err;
       } finally {
