@@ -13,7 +13,7 @@ import readline from 'node:readline';
 import { Command, CommanderError, Option } from 'commander';
 import { EventfulError } from '../core/errors.js';
 import type { EventInput, ExpectedRevision, ReadAllFilter, RecordedEvent } from '../core/events.js';
-import type { MessageInput, RedriveOptions } from '../core/queues.js';
+import type { MessageInput, NackOptions, RedriveOptions } from '../core/queues.js';
 import type { VerifyReport } from '../log/verify.js';
 import { progressBar } from './progress.js';
 import { describeConfig } from '../server/config.js';
@@ -419,26 +419,49 @@ function addQueueCommands(program: Command): void {
       if (got.length === 0 && !o.json) process.stderr.write(c.dim('(no messages)') + '\n');
     });
   });
-  for (const verb of ['ack', 'nack', 'extend'] as const) {
-    clientOptions(queue.command(`${verb} <queue> <receipts...>`).description(`${verb} leases by receipt (from \`eventful queue receive\`)`)).action(
-      async (name: string, receipts: string[], o: ClientOpts) => {
-        await withClient(o, async (store) => {
-          await store.queues[verb](name, receipts);
-          out(o, { ok: true }, () => `${verb}ed ${receipts.length}`);
-        });
-      },
-    );
-  }
+  clientOptions(queue.command('ack <queue> <receipts...>').description('ack leases by receipt (from `eventful queue receive`)')).action(async (name: string, receipts: string[], o: ClientOpts) => {
+    await withClient(o, async (store) => {
+      await store.queues.ack(name, receipts);
+      out(o, { ok: true }, () => `acked ${receipts.length}`);
+    });
+  });
+  clientOptions(
+    queue
+      .command('nack <queue> <receipts...>')
+      .description('give leases back: after their back-off, after --delay, or to dead letters now')
+      .option('--delay <ms>', 'deliverable again after this many ms')
+      .option('--dead-letter', 'to the dead-letter queue now')
+      .option('--reason <text>', 'why (kept in the dead-letter history)'),
+  ).action(async (name: string, receipts: string[], o: ClientOpts & { delay?: string; deadLetter?: boolean; reason?: string }) => {
+    await withClient(o, async (store) => {
+      const options: NackOptions = {};
+      if (o.delay !== undefined) options.delayMs = Number(o.delay);
+      if (o.deadLetter) options.deadLetter = true;
+      if (o.reason !== undefined) options.reason = o.reason;
+      await store.queues.nack(name, receipts, options);
+      out(o, { ok: true }, () => `nacked ${receipts.length}`);
+    });
+  });
+  clientOptions(queue.command('extend <queue> <receipts...>').description('lengthen leases').option('--lease <ms>', 'new lease from now (default: the queue lease)')).action(
+    async (name: string, receipts: string[], o: ClientOpts & { lease?: string }) => {
+      await withClient(o, async (store) => {
+        await store.queues.extend(name, receipts, o.lease === undefined ? undefined : Number(o.lease));
+        out(o, { ok: true }, () => `extended ${receipts.length}`);
+      });
+    },
+  );
   clientOptions(
     queue
       .command('redrive <queue>')
       .description('move messages out of a dead-letter queue, back to where they came from (or --to)')
       .option('--to <queue>', 'target queue')
       .option('--count <n>', 'move at most this many')
+      .option('--ids <ids>', 'only these message ids (comma-separated)')
       .option('--rate <n>', 'most messages per second'),
-  ).action(async (name: string, o: ClientOpts & { to?: string; count?: string; rate?: string }) => {
+  ).action(async (name: string, o: ClientOpts & { to?: string; count?: string; rate?: string; ids?: string }) => {
     await withClient(o, async (store) => {
       const options: RedriveOptions = {};
+      if (o.ids) options.ids = list(o.ids);
       if (o.to) options.to = o.to;
       if (o.count) options.count = Number(o.count);
       if (o.rate) options.ratePerSec = Number(o.rate);

@@ -47,7 +47,7 @@ export interface QueueSettings {
   /** Queue that receives messages past `maxDeliveries`, nacked to dead letters, or dropped by overflow. @default none */
   deadLetterQueue: string | null;
   retryBackoff: RetryBackoff;
-  /** Delay applied to every sent message (before its own). @default 0 */
+  /** Delay applied to every message: a sent message is delivered no earlier than the later of this and its own delay. @default 0 */
   deliveryDelayMs: number;
   /** Most messages waiting (ready or delayed); null for no bound. @default null */
   maxLength: number | null;

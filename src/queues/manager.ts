@@ -95,8 +95,10 @@ export interface QueueOptions {
 interface Def {
   info: QueueInfo;
   state: QueueState;
-  /** Messages before this position are gone (created, purged). */
+  /** Sent messages before this position are gone (created, purged). */
   floor: number;
+  /** Bound events before this position are gone (purged). */
+  purgedBefore: number;
   /** A bound queue takes events from this position on. */
   bindFrom: number;
   filter: CompiledFilter | undefined;
@@ -112,7 +114,11 @@ interface Def {
   settling: Msg[];
   dedup: Map<string, { position: number; at: number; pending?: Promise<number> }>;
   pendingSends: number;
+  /** Sent (durable) but not yet read back by the follower: still counted against maxLength. */
+  unapplied: number;
   dirty: boolean;
+  /** SETTLE ops being written: a snapshot still holds these messages until the write is durable. */
+  flushingSettled: Msg[];
   dispatchScheduled: boolean;
   samples: Array<{ at: number; sent: number; acked: number; nacked: number; redelivered: number }>;
 }
@@ -126,6 +132,8 @@ interface PullWaiter {
 }
 
 const SNAPSHOT_VERSION = 1;
+/** An idle queue's snapshot is rewritten once the log has moved this far past it. */
+const SNAPSHOT_LAG_MAX = 100_000;
 const packr = new Packr({ useRecords: false, int64AsType: 'number' });
 
 export class QueueManager implements Queues {
@@ -217,6 +225,7 @@ export class QueueManager implements Queues {
     const d: Def = {
       info,
       floor,
+      purgedBefore: 0,
       bindFrom,
       filter: info.settings.binding ? compileFilter(info.settings.binding.filter) : undefined,
       snapshotAt: Math.min(floor, bindFrom) - 1,
@@ -229,7 +238,9 @@ export class QueueManager implements Queues {
       settling: [],
       dedup: new Map(),
       pendingSends: 0,
+      unapplied: 0,
       dirty: true,
+      flushingSettled: [],
       dispatchScheduled: false,
       samples: [],
       state: undefined as unknown as QueueState,
@@ -239,7 +250,7 @@ export class QueueManager implements Queues {
       random: this.#random,
       emit: (op) => this.#emit(d, op),
       onReady: () => this.#scheduleDispatch(d),
-      onDead: (msg, reason) => void this.#deadLetter(d, msg, reason),
+      onDead: (msg, reason, park) => void this.#deadLetter(d, msg, reason, park),
     });
     return d;
   }
@@ -272,6 +283,7 @@ export class QueueManager implements Queues {
       case 'QueuePurged': {
         if (!existing) return undefined;
         existing.floor = e.position + 1;
+        existing.purgedBefore = e.position + 1;
         existing.state.clear();
         existing.settling = [];
         existing.dirty = true;
@@ -500,11 +512,11 @@ export class QueueManager implements Queues {
       return;
     }
     if (only !== undefined) {
-      if (only.filter !== undefined && pos >= only.bindFrom && pos > only.snapshotAt && matchesFrame(only.filter, buf, off, stream)) this.#enqueue(only, buf, off, base, fileOffset, pos, stream, false);
+      if (only.filter !== undefined && pos >= only.bindFrom && pos >= only.purgedBefore && pos > only.snapshotAt && matchesFrame(only.filter, buf, off, stream)) this.#enqueue(only, buf, off, base, fileOffset, pos, stream, false);
       return;
     }
     for (const d of this.#defs.values()) {
-      if (d.filter !== undefined && pos >= d.bindFrom && pos > d.snapshotAt && matchesFrame(d.filter, buf, off, stream)) this.#enqueue(d, buf, off, base, fileOffset, pos, stream, false);
+      if (d.filter !== undefined && pos >= d.bindFrom && pos >= d.purgedBefore && pos > d.snapshotAt && matchesFrame(d.filter, buf, off, stream)) this.#enqueue(d, buf, off, base, fileOffset, pos, stream, false);
     }
   }
 
@@ -541,19 +553,23 @@ export class QueueManager implements Queues {
     d.dirty = true;
     if (!q.live) return;
     if (redriveOf !== undefined && msg.group !== undefined && q.isParked(msg.group)) q.restoreHead(msg);
+    if (sent && d.unapplied > 0) d.unapplied--;
     const max = q.settings.maxLength;
     if (max !== null && q.waiting > max) {
-      if (!sent && q.settings.overflow === 'reject') {
-        // A bound queue cannot refuse an append: the event is recorded as rejected.
-        q.counters.rejected++;
-        this.#settle(d, msg, OUTCOME.rejected);
-      } else {
+      if (q.settings.overflow === 'drop-oldest') {
         const oldest = this.#oldestWaiting(q);
         if (oldest !== undefined) {
-          q.counters.dropped++;
-          if (q.settings.deadLetterQueue !== null) q.toDeadLetters(oldest, `dropped by overflow (maxLength ${max})`);
+          if (q.settings.deadLetterQueue !== null) {
+            q.counters.dropped++;
+            q.toDeadLetters(oldest, `dropped by overflow (maxLength ${max})`, false);
+          }
           else this.#settle(d, oldest, OUTCOME.dropped);
         }
+      } else if (!sent) {
+        // A bound queue cannot refuse an append: the event is recorded as rejected. (A sent
+        // message was counted against maxLength before it was written, so it stays.)
+        q.counters.rejected++;
+        this.#settle(d, msg, OUTCOME.rejected);
       }
     }
   }
@@ -622,9 +638,10 @@ export class QueueManager implements Queues {
     }
     if (events.length > 0) {
       const max = q.settings.maxLength;
-      if (max !== null && q.settings.overflow === 'reject' && q.waiting + d.pendingSends + events.length > max) {
+      const waiting = q.waiting + d.pendingSends + d.unapplied;
+      if (max !== null && q.settings.overflow === 'reject' && waiting + events.length > max) {
         q.counters.rejected += events.length;
-        throw new QueueFullError(name, q.waiting + d.pendingSends, max);
+        throw new QueueFullError(name, waiting, max);
       }
       if (this.#totalMsgs + events.length > this.#limits.queueMessagesMax) {
         throw new OverloadedError(`the queues hold ${this.#totalMsgs} messages not yet acked (queueMessagesMax ${this.#limits.queueMessagesMax}); retry when consumers catch up`);
@@ -657,6 +674,8 @@ export class QueueManager implements Queues {
         }
         settle(0);
         q.counters.sent += events.length;
+        // Until the follower reads them back they are in no count of the queue's own.
+        if (r.positions[r.positions.length - 1]! > this.#applied) d.unapplied += events.length;
       } catch (err) {
         for (const [key] of claimed) d.dedup.delete(key);
         fail(err);
@@ -736,7 +755,7 @@ export class QueueManager implements Queues {
   }
 
   /** Pull receive; leases belong to `holder` (released when it goes) or to nobody. */
-  async receiveAs(name: string, options: ReceiveOptions | undefined, holder: LeaseGroup | undefined): Promise<Delivery[]> {
+  async receiveAs(name: string, options: ReceiveOptions | undefined, holder: LeaseGroup | undefined, signal?: AbortSignal): Promise<Delivery[]> {
     this.#checkOpen();
     if (options !== undefined && (typeof options !== 'object' || options === null)) throw new InvalidArgumentError('receive options must be an object { max?, waitMs? }');
     for (const k of Object.keys(options ?? {})) if (k !== 'max' && k !== 'waitMs' && k !== 'detached') throw new InvalidArgumentError(`unknown receive option '${k}'; known: max, waitMs, detached`);
@@ -747,19 +766,29 @@ export class QueueManager implements Queues {
       throw new InvalidArgumentError(`waitMs must be an integer from 0 to ${this.#limits.queueReceiveWaitMsMax}, got ${String(waitMs)}`);
     }
     const d = await this.#defOrCreate(name);
+    // What was sent before this call is in the queue by now (read your own sends).
+    if (this.#follower !== undefined) await this.#waitApplied(this.#host.head);
     const taken: Msg[] = [];
     const group = holder;
     let resolveWait!: () => void;
     const waited = new Promise<void>((r) => (resolveWait = r));
     const w: PullWaiter = { group, max, taken, done: resolveWait };
     this.#fill(d, w);
-    if (taken.length === 0 && waitMs > 0) {
+    if (taken.length === 0 && waitMs > 0 && signal?.aborted !== true) {
       d.pulls.push(w);
       const timer = this.#clock.setTimer(resolveWait, waitMs);
+      // A caller that goes away (an HTTP client, a connection) stops waiting: nothing is leased to it.
+      signal?.addEventListener('abort', resolveWait, { once: true });
       await waited;
+      signal?.removeEventListener('abort', resolveWait);
       this.#clock.clearTimer(timer);
       const i = d.pulls.indexOf(w);
       if (i >= 0) d.pulls.splice(i, 1);
+    }
+    if (signal?.aborted === true && taken.length > 0) {
+      // Leased after the caller left: give them back without counting a delivery.
+      for (const m of taken) if (m.state === LEASED) d.state.unlease(m);
+      return [];
     }
     if (taken.length === 0) return [];
     return this.#materialize(d, taken, group?.owner);
@@ -917,6 +946,7 @@ export class QueueManager implements Queues {
 
   #settle(d: Def, m: Msg, outcome: number): void {
     if (m.cached !== undefined) this.#cacheBytes -= m.bytes;
+    if (outcome === OUTCOME.dropped) d.state.counters.dropped++;
     d.settling.push(m);
     d.state.settle(m, outcome);
     this.#totalMsgs--;
@@ -924,7 +954,7 @@ export class QueueManager implements Queues {
   }
 
   /** Sends a message to the queue's dead-letter queue, with why and its history; then settles it. */
-  async #deadLetter(d: Def, m: Msg, reason: string): Promise<void> {
+  async #deadLetter(d: Def, m: Msg, reason: string, park: boolean): Promise<void> {
     const q = d.state;
     const dlq = q.settings.deadLetterQueue;
     const group = m.group;
@@ -955,7 +985,7 @@ export class QueueManager implements Queues {
         this.#warn('dead-letter queue missing; message dropped', { queue: d.info.name, deadLetterQueue: dlq, position: m.position });
       }
       if (this.#defs.get(d.info.name) !== d || m.state !== SETTLING) return;
-      if (group !== undefined && q.fifo && q.settings.poison === 'park') q.park(group);
+      if (park && group !== undefined && q.fifo && q.settings.poison === 'park') q.park(group);
       this.#settle(d, m, target !== undefined ? OUTCOME.deadLettered : OUTCOME.dropped);
       await this.#flushOps(d);
     } catch (err) {
@@ -1069,15 +1099,20 @@ export class QueueManager implements Queues {
         const ops = d.ops.splice(0);
         const waiters = d.opWaiters.splice(0);
         const settled = d.settling.splice(0);
+        d.flushingSettled = settled;
         try {
           if (ops.length > 0) {
             const events: EventInput[] = [];
             for (let i = 0; i < ops.length; i += 20_000) events.push({ type: OPS_EVENT_TYPE, data: encodeOps(ops.slice(i, i + 20_000)), contentType: 'application/octet-stream' });
             await this.#host.appendSystem(opsStream(d.info.name), events);
           }
+          d.flushingSettled = [];
           for (const w of waiters) w.resolve();
         } catch (err) {
+          d.flushingSettled = [];
           d.settling.unshift(...settled);
+          d.ops.unshift(...ops);
+          d.dirty = true;
           for (const w of waiters) w.reject(err);
           if (this.#closed || err instanceof StoreClosedError) return;
           this.#warn('writing queue delivery records failed', { queue: d.info.name, error: (err as Error).message });
@@ -1126,18 +1161,35 @@ export class QueueManager implements Queues {
     d.dirty = false;
   }
 
+  /**
+   * Writes the snapshot of every queue that changed, and of every idle one whose snapshot lags
+   * the log by more than SNAPSHOT_LAG_MAX positions (so a restart never replays far for it).
+   */
   async #snapshotAll(force: boolean): Promise<void> {
     if (this.#follower === undefined || this.#closed !== force) return;
-    fs.mkdirSync(this.#snapDir, { recursive: true });
-    for (const d of [...this.#defs.values()]) {
-      if (!d.dirty || !d.state.live) continue;
-      try {
-        await this.#writeSnapshot(d);
-      } catch (err) {
-        this.#warn('writing a queue snapshot failed; will retry', { queue: d.info.name, error: (err as Error).message });
+    while (this.#snapshotting !== undefined) await this.#snapshotting;
+    const run = (async () => {
+      fs.mkdirSync(this.#snapDir, { recursive: true });
+      for (const d of [...this.#defs.values()]) {
+        if (!d.state.live || this.#defs.get(d.info.name) !== d) continue;
+        if (!d.dirty && this.#applied - d.snapshotAt < SNAPSHOT_LAG_MAX) continue;
+        try {
+          await this.#writeSnapshot(d);
+        } catch (err) {
+          d.dirty = true;
+          this.#warn('writing a queue snapshot failed; will retry', { queue: d.info.name, error: (err as Error).message });
+        }
       }
+    })();
+    this.#snapshotting = run;
+    try {
+      await run;
+    } finally {
+      this.#snapshotting = undefined;
     }
   }
+
+  #snapshotting: Promise<void> | undefined;
 
   async #writeSnapshot(d: Def): Promise<void> {
     d.dirty = false;
@@ -1146,7 +1198,7 @@ export class QueueManager implements Queues {
     const add = (m: Msg): void => {
       msgs.push(m.position, m.idKey, m.group ?? null, m.base, m.offset, m.bytes, m.sentAt, m.visibleAt, m.deliveries, m.firstDeliveredAt, m.attempts ?? null);
     };
-    const all = [...q.msgs.values(), ...d.settling].sort((a, b) => a.position - b.position);
+    const all = [...q.msgs.values(), ...d.settling, ...d.flushingSettled].sort((a, b) => a.position - b.position);
     for (const m of all) add(m);
     const dedup: unknown[] = [];
     for (const [k, v] of d.dedup) if (v.pending === undefined) dedup.push(k, v.position, v.at);
@@ -1174,6 +1226,7 @@ export class QueueManager implements Queues {
       await fh.close();
     }
     await fs.promises.rename(tmp, file);
+    d.snapshotAt = snap.applied;
   }
 
   // ---------------------------------------------------------------------------------------------

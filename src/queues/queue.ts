@@ -114,14 +114,14 @@ export class QueueState {
   /** Called when messages may be dispatched (became ready). */
   #onReady: () => void;
   /** Called with a message that must go to dead letters (state SETTLING). */
-  #onDead: (m: Msg, reason: string) => void;
+  #onDead: (m: Msg, reason: string, park: boolean) => void;
   /** False while the log is replayed: no timers, no ops, no dispatch. */
   live = false;
 
   constructor(
     name: string,
     settings: QueueSettings,
-    hooks: { clock: Clock; random: () => number; emit: (op: Op) => void; onReady: () => void; onDead: (m: Msg, reason: string) => void },
+    hooks: { clock: Clock; random: () => number; emit: (op: Op) => void; onReady: () => void; onDead: (m: Msg, reason: string, park: boolean) => void },
   ) {
     this.name = name;
     this.settings = settings;
@@ -228,6 +228,18 @@ export class QueueState {
     this.#emit({ op: OP.DELIVER, position: m.position, a: m.deliveries, b: now });
   }
 
+  /** Takes back a lease nobody received (its caller went away): not a delivery. */
+  unlease(m: Msg): void {
+    this.#endLease(m, OUTCOME.released);
+    m.attempts?.pop();
+    if (m.deliveries > 1) this.counters.redelivered--;
+    m.deliveries--;
+    if (m.deliveries === 0) m.firstDeliveredAt = 0;
+    this.#emit({ op: OP.DELIVER, position: m.position, a: m.deliveries, b: m.firstDeliveredAt });
+    m.visibleAt = 0;
+    this.#schedule(m);
+  }
+
   extend(m: Msg, leaseMs: number): void {
     m.lease!.expiresAt = this.#clock.now() + leaseMs;
     m.seq++;
@@ -258,7 +270,7 @@ export class QueueState {
     this.msgs.delete(m.position);
     if (this.byId.get(m.idKey) === m) this.byId.delete(m.idKey);
     m.cached = undefined;
-    if (outcome === OUTCOME.acked) this.counters.acked++;
+    if (outcome === OUTCOME.acked && this.live) this.counters.acked++;
     if (m.group !== undefined && this.fifo) {
       const g = this.groups.get(m.group)!;
       const wasHead = g.msgs[g.head] === m;
@@ -302,12 +314,15 @@ export class QueueState {
     this.#schedule(m);
   }
 
-  /** Hands the message to the manager to be copied to dead letters, then settled. */
-  toDeadLetters(m: Msg, reason: string): void {
+  /**
+   * Hands the message to the manager to be copied to dead letters, then settled. `park`: it
+   * failed (FIFO: its group parks under the 'park' policy); not for overflow drops.
+   */
+  toDeadLetters(m: Msg, reason: string, park = true): void {
     if (m.state === LEASED) this.#endLease(m, OUTCOME.nacked);
     this.#setState(m, SETTLING);
     m.seq++;
-    this.#onDead(m, reason);
+    this.#onDead(m, reason, park);
   }
 
   /** FIFO park policy: the group waits until unparked (or its head is redriven). */
@@ -388,7 +403,7 @@ export class QueueState {
   // Time
 
   #armTimer(): void {
-    if (!this.live) return;
+    if (!this.live || this.#stopped) return;
     const next = this.#timed.peek();
     if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
     this.#timer = undefined;
@@ -432,13 +447,15 @@ export class QueueState {
     return oldest;
   }
 
-  /** Stops timers (the queue is deleted or the store closes). */
+  /** Stops timers for good (the queue is deleted or the store closes). */
   stop(): void {
     if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
     this.#timer = undefined;
     this.#timerAt = Infinity;
-    this.live = false;
+    this.#stopped = true;
   }
+
+  #stopped = false;
 
   /** Drops every message (purge, delete). Leases end; their receipts stop working. */
   clear(): number {

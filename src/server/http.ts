@@ -218,6 +218,8 @@ interface RouteDef {
   params?: TSchema;
   querystring?: TSchema;
   body?: TSchema;
+  /** The body may be left out (every field is optional): it is taken as `{}`. */
+  bodyOptional?: boolean;
   /** Extra request content types (besides application/json) with their body schema. */
   bodyTypes?: Record<string, TSchema>;
   responses: Record<number, TSchema>;
@@ -425,9 +427,12 @@ function queueRoutes(ctx: HttpContext): RouteDef[] {
   return [
     route('POST', '/queues/:queue', 'createQueue', 'Create a queue with settings (all optional).', {
       body: Type.Object({ settings: Type.Optional(SettingsIn) }, { additionalProperties: false }),
+      bodyOptional: true,
       responses: { 201: QueueInfoSchema },
       handler: async (req, reply, p) => {
-        const info = await queues.create(name(req, p, 'admin'), (req.body as { settings?: Partial<QueueSettings> }).settings);
+        const settings = (req.body as { settings?: Partial<QueueSettings> }).settings;
+        if (typeof settings?.deadLetterQueue === 'string') requireRole(p, 'admin', queueStream(settings.deadLetterQueue));
+        const info = await queues.create(name(req, p, 'admin'), settings);
         reply.code(201);
         return info;
       },
@@ -448,7 +453,11 @@ function queueRoutes(ctx: HttpContext): RouteDef[] {
     route('PUT', '/queues/:queue/settings', 'updateQueue', "Change a queue's settings (not its ordering).", {
       body: SettingsIn,
       responses: { 200: QueueInfoSchema },
-      handler: async (req, _reply, p) => queues.update(name(req, p, 'admin'), req.body as Partial<QueueSettings>),
+      handler: async (req, _reply, p) => {
+        const settings = req.body as Partial<QueueSettings>;
+        if (typeof settings.deadLetterQueue === 'string') requireRole(p, 'admin', queueStream(settings.deadLetterQueue));
+        return queues.update(name(req, p, 'admin'), settings);
+      },
     }),
     route('DELETE', '/queues/:queue', 'deleteQueue', 'Delete a queue and its delivery state (its messages stay in the log).', {
       responses: { 200: Ok },
@@ -486,8 +495,12 @@ function queueRoutes(ctx: HttpContext): RouteDef[] {
     route('POST', '/queues/:queue/receive', 'receiveMessages', 'Lease up to `max` messages, waiting up to `waitMs` for the first (long polling).', {
       body: Type.Object({ max: Type.Optional(Type.Integer({ minimum: 1 })), waitMs: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false }),
       responses: { 200: Type.Object({ deliveries: Type.Array(DeliveryOut) }, { additionalProperties: false }) },
-      handler: async (req, _reply, p) => {
-        const got = await queues.receive(name(req, p, 'read'), req.body as { max?: number; waitMs?: number });
+      bodyOptional: true,
+      handler: async (req, reply, p) => {
+        // A client that hangs up during a long poll gets nothing leased in its name.
+        const gone = new AbortController();
+        reply.raw.once('close', () => gone.abort());
+        const got = await queues.receiveAs(name(req, p, 'read'), req.body as { max?: number; waitMs?: number }, undefined, gone.signal);
         return { deliveries: got.map((d) => (d as DeliveryImpl).toJSON()) };
       },
     }),
@@ -530,8 +543,13 @@ function queueRoutes(ctx: HttpContext): RouteDef[] {
         },
         { additionalProperties: false },
       ),
+      bodyOptional: true,
       responses: { 200: Type.Object({ moved: Type.Integer() }, { additionalProperties: false }) },
-      handler: async (req, _reply, p) => ({ moved: await queues.redrive(name(req, p, 'admin'), req.body as RedriveOptions) }),
+      handler: async (req, _reply, p) => {
+        const o = req.body as RedriveOptions;
+        if (o.to !== undefined) requireRole(p, 'write', queueStream(o.to));
+        return { moved: await queues.redrive(name(req, p, 'admin'), o) };
+      },
     }),
     route('POST', '/queues/:queue/unpark', 'unparkGroup', 'FIFO: let a parked group flow again.', {
       body: Type.Object({ groupKey: Type.String() }, { additionalProperties: false }),
@@ -719,6 +737,14 @@ export async function buildHttp(ctx: HttpContext, options: { https?: { key: Buff
         ...(r.querystring ? { querystring: r.querystring } : {}),
         ...(bodySchema ? { body: bodySchema } : {}),
       },
+      ...(r.bodyOptional
+        ? {
+            preValidation: (req: FastifyRequest, _reply: FastifyReply, done: () => void) => {
+              if (req.body === undefined || req.body === null) req.body = {};
+              done();
+            },
+          }
+        : {}),
       handler: async (req, reply) => {
         const principal = r.auth ? ctx.auth.authenticate(bearer(req)) : undefined;
         return r.handler(req, reply, principal!);
@@ -778,7 +804,7 @@ export function openApiDocument(defs: RouteDef[], version: string): Record<strin
     if (r.auth) op.security = [{ bearer: [] }];
     if (r.body) {
       op.requestBody = {
-        required: true,
+        required: r.bodyOptional !== true,
         content: { 'application/json': { schema: r.body }, ...Object.fromEntries(Object.entries(r.bodyTypes ?? {}).map(([k, v]) => [k, { schema: v }])) },
       };
     }

@@ -73,6 +73,8 @@ export class Session {
   #onClose: () => void;
   /** Leases of this connection's pull receives, per queue: released when it goes. */
   #pullLeases = new Map<string, LeaseGroup>();
+  /** Aborted when the connection goes: its long-polling receives stop waiting. */
+  #gone = new AbortController();
 
   constructor(transport: Transport, ctx: SessionContext, onClose: () => void) {
     this.#t = transport;
@@ -111,6 +113,7 @@ export class Session {
     if (this.#helloTimer) clearTimeout(this.#helloTimer);
     for (const s of this.#streams.values()) this.#cancel(s);
     this.#streams.clear();
+    this.#gone.abort();
     for (const [queue, g] of this.#pullLeases) this.#ctx.queues.release(queue, g.leases);
     this.#pullLeases.clear();
     for (const w of this.#idleWaiters.splice(0)) w();
@@ -366,11 +369,12 @@ export class Session {
     const receipts = b.receipts as string | string[];
     switch (op) {
       case 'create':
+      case 'update': {
         requireQueue(p, 'admin', name);
-        return q.create(name, (b.settings ?? undefined) as never);
-      case 'update':
-        requireQueue(p, 'admin', name);
-        return q.update(name, (b.settings ?? {}) as never);
+        const settings = (b.settings ?? undefined) as Record<string, unknown> | undefined;
+        if (typeof settings?.deadLetterQueue === 'string') requireQueue(p, 'admin', settings.deadLetterQueue);
+        return op === 'create' ? q.create(name, settings as never) : q.update(name, (settings ?? {}) as never);
+      }
       case 'get':
         requireQueue(p, 'read', name);
         return (await q.get(name)) ?? null;
@@ -393,7 +397,7 @@ export class Session {
         requireQueue(p, 'read', name);
         let g = this.#pullLeases.get(name);
         if (g === undefined) this.#pullLeases.set(name, (g = new LeaseGroup(this)));
-        const got = await q.receiveAs(name, pick(b, ['max', 'waitMs']), b.detached === true ? undefined : g);
+        const got = await q.receiveAs(name, pick(b, ['max', 'waitMs']), b.detached === true ? undefined : g, this.#gone.signal);
         return deliveriesBody(got as DeliveryImpl[]);
       }
       case 'ack':
@@ -408,9 +412,12 @@ export class Session {
         requireQueue(p, 'read', name);
         await q.extendAs(name, receipts, (b.leaseMs ?? undefined) as number | undefined, this);
         return null;
-      case 'redrive':
+      case 'redrive': {
         requireQueue(p, 'admin', name);
-        return q.redrive(name, (b.options ?? undefined) as never);
+        const options = (b.options ?? undefined) as { to?: unknown } | undefined;
+        if (typeof options?.to === 'string') requireQueue(p, 'write', options.to);
+        return q.redrive(name, options as never);
+      }
       case 'unpark':
         requireQueue(p, 'admin', name);
         return q.unpark(name, b.groupKey as string);
