@@ -1,5 +1,5 @@
 /**
- * npm run bench:queue [-- --quick]
+ * npm run bench:queue [-- --quick] [--profile-server=<dir>]
  *
  * Measures the queues of a real server process (`eventful serve`, durability 'always': every
  * acknowledged send, append and ack is fdatasync'ed first), 256-byte binary message bodies:
@@ -530,9 +530,11 @@ async function startServer(dir: string, durability: string): Promise<ServerProc>
   // EVENTFUL_* variables of the caller's shell would change the setup: not passed on.
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('EVENTFUL_')) env[k] = v;
+  // --profile-server=<dir>: the server writes a V8 CPU profile there when it stops.
+  const profile = process.argv.find((a) => a.startsWith('--profile-server='))?.slice('--profile-server='.length);
   const child = spawn(
     process.execPath,
-    [path.join(ROOT, 'bin/eventful.js'), 'serve', '--data-dir', dir, '--host', '127.0.0.1', '--http-port', '0', '--tcp-port', '0', '--durability', durability, '--log-level', 'error'],
+    [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), path.join(ROOT, 'bin/eventful.js'), 'serve', '--data-dir', dir, '--host', '127.0.0.1', '--http-port', '0', '--tcp-port', '0', '--durability', durability, '--log-level', 'error'],
     { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   processes.add(child);

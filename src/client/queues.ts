@@ -16,7 +16,7 @@ import type {
   MessageInput,
   NackOptions,
   QueueInfo,
-  QueueSettings,
+  QueueSettingsInput,
   QueueStats,
   Queues,
   ReceiveOptions,
@@ -41,10 +41,10 @@ export class RemoteQueues implements Queues {
     return f.body.result;
   }
 
-  async create(name: string, settings?: Partial<QueueSettings>): Promise<QueueInfo> {
+  async create(name: string, settings?: QueueSettingsInput): Promise<QueueInfo> {
     return (await this.#op('create', { queue: name, settings })) as QueueInfo;
   }
-  async update(name: string, settings: Partial<QueueSettings>): Promise<QueueInfo> {
+  async update(name: string, settings: QueueSettingsInput): Promise<QueueInfo> {
     return (await this.#op('update', { queue: name, settings })) as QueueInfo;
   }
   async get(name: string): Promise<QueueInfo | undefined> {
@@ -64,7 +64,8 @@ export class RemoteQueues implements Queues {
     // Ids are fixed here, before the first send, so a re-send after a reconnect is recognised
     // as the same message (the queue's dedup window and the log's idempotency).
     const wire = messages.map((m) => messageToWire(typeof m === 'object' && m !== null && m.id === undefined ? { ...m, id: globalThis.crypto.randomUUID() } : m));
-    return (await this.#op('send', { queue: name, messages: wire })) as SendResult;
+    const r = (await this.#op('send', { queue: name, messages: wire })) as Omit<SendResult, 'ids'>;
+    return { ids: wire.map((w) => w.id as string), positions: r.positions, duplicates: r.duplicates };
   }
   async cancel(name: string, messageId: string): Promise<boolean> {
     return (await this.#op('cancel', { queue: name, id: messageId })) as boolean;

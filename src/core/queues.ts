@@ -63,6 +63,9 @@ export interface QueueSettings {
   binding: QueueBinding | null;
 }
 
+/** Settings as given to `create` and `update`: any subset, the back-off too. */
+export type QueueSettingsInput = Partial<Omit<QueueSettings, 'retryBackoff'>> & { retryBackoff?: Partial<RetryBackoff> };
+
 export interface QueueInfo {
   name: string;
   settings: QueueSettings;
@@ -208,9 +211,9 @@ export interface QueueStats {
 
 /** Queues, embedded or remote: the same interface. */
 export interface Queues {
-  create(name: string, settings?: Partial<QueueSettings>): Promise<QueueInfo>;
+  create(name: string, settings?: QueueSettingsInput): Promise<QueueInfo>;
   /** Changes settings of an existing queue (not `ordering`). */
-  update(name: string, settings: Partial<QueueSettings>): Promise<QueueInfo>;
+  update(name: string, settings: QueueSettingsInput): Promise<QueueInfo>;
   get(name: string): Promise<QueueInfo | undefined>;
   list(): Promise<QueueInfo[]>;
   /** Deletes the queue and its delivery state; its messages stay in the log as history. */

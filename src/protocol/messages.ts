@@ -20,7 +20,8 @@
  *   QUEUE        { op, queue?, ... }                     -> QUEUE_RESULT { result }
  *                ops: create, update, get, list, delete, purge, send, cancel, receive, ack, nack,
  *                extend, redrive, unpark, stats (arguments as in src/core/queues.ts; messages as
- *                { id?, type?, body: bytes, contentType, headers?, groupKey?, delayMs?, deliverAt? })
+ *                { id?, type?, body: bytes, contentType, headers?, groupKey?, delayMs?, deliverAt? };
+ *                send answers { positions, duplicates }: the client knows the ids it sent)
  *   CONSUME      { queue, prefetch }                     -> CONSUMING {}, then DELIVERIES pushed
  *   DELIVERIES   { records, count, leases: [[receipt, deliveryCount, firstDeliveredAt, leaseExpiresAt, groupKey|nil], ...] }
  *                (also the result of a `receive`); UNSUBSCRIBE ends a CONSUME

@@ -49,6 +49,7 @@ import type {
   NackOptions,
   QueueInfo,
   QueueSettings,
+  QueueSettingsInput,
   QueueStats,
   Queues,
   ReceiveOptions,
@@ -60,8 +61,7 @@ import { compileFilter, matchesStream } from '../streams/validate.js';
 import type { CompiledFilter } from '../streams/validate.js';
 import { systemClock } from './clock.js';
 import type { Clock } from './clock.js';
-import { OP, OPS_EVENT_TYPE, OUTCOME, OUTCOME_NAMES, decodeOps, encodeOps } from './ops.js';
-import type { Op } from './ops.js';
+import { OP, OPS_EVENT_TYPE, OUTCOME, OUTCOME_NAMES, OpBuffer, decodeOps } from './ops.js';
 import { DELAYED, LEASED, Msg, QueueState, READY, SETTLING } from './queue.js';
 import type { Holder } from './queue.js';
 import { DEFAULT_QUEUE_SETTINGS, DEFINITIONS_STREAM, checkQueueName, opsStream, queueStream, resolveSettings } from './settings.js';
@@ -107,12 +107,12 @@ interface Def {
   consumers: ConsumerImpl[];
   pulls: PullWaiter[];
   rr: number;
-  ops: Op[];
+  ops: OpBuffer;
   opWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }>;
   flushing: boolean;
   /** Settled in memory, their SETTLE op not yet durable: a snapshot still holds them. */
   settling: Msg[];
-  dedup: Map<string, { position: number; at: number; pending?: Promise<number> }>;
+  dedup: Map<string, DedupEntry>;
   pendingSends: number;
   /** Sent (durable) but not yet read back by the follower: still counted against maxLength. */
   unapplied: number;
@@ -121,6 +121,14 @@ interface Def {
   flushingSettled: Msg[];
   dispatchScheduled: boolean;
   samples: Array<{ at: number; sent: number; acked: number; nacked: number; redelivered: number }>;
+}
+
+/** A message id seen recently: its position, or the send still writing it. */
+interface DedupEntry {
+  position: number;
+  at: number;
+  pending?: Promise<number[]> | undefined;
+  index?: number;
 }
 
 interface PullWaiter {
@@ -132,6 +140,8 @@ interface PullWaiter {
 }
 
 const SNAPSHOT_VERSION = 1;
+/** Bytes of ops per `$ops` record (well under eventBytesMax). */
+const OPS_RECORD_BYTES_MAX = 256 * 1024;
 /** An idle queue's snapshot is rewritten once the log has moved this far past it. */
 const SNAPSHOT_LAG_MAX = 100_000;
 const packr = new Packr({ useRecords: false, int64AsType: 'number' });
@@ -232,7 +242,7 @@ export class QueueManager implements Queues {
       consumers: [],
       pulls: [],
       rr: 0,
-      ops: [],
+      ops: new OpBuffer(),
       opWaiters: [],
       flushing: false,
       settling: [],
@@ -248,7 +258,16 @@ export class QueueManager implements Queues {
     d.state = new QueueState(info.name, info.settings, {
       clock: this.#clock,
       random: this.#random,
-      emit: (op) => this.#emit(d, op),
+      emit: {
+        op: (op, position, a, b) => {
+          d.ops.push(op, position, a, b);
+          this.#opsAdded(d);
+        },
+        group: (op, group) => {
+          d.ops.pushGroup(op, group);
+          this.#opsAdded(d);
+        },
+      },
       onReady: () => this.#scheduleDispatch(d),
       onDead: (msg, reason, park) => void this.#deadLetter(d, msg, reason, park),
     });
@@ -330,7 +349,7 @@ export class QueueManager implements Queues {
     return RecordedEvent.fromParts(position, DEFINITIONS_STREAM, r.revision, new Uint8Array(16), type, CONTENT_TYPE_JSON, this.#clock.now(), undefined, bytes);
   }
 
-  async create(name: string, settings?: Partial<QueueSettings>): Promise<QueueInfo> {
+  async create(name: string, settings?: QueueSettingsInput): Promise<QueueInfo> {
     this.#checkOpen();
     checkQueueName(name);
     const s = resolveSettings(settings, DEFAULT_QUEUE_SETTINGS, this.#limits, false);
@@ -383,7 +402,7 @@ export class QueueManager implements Queues {
     if (!d.state.live) this.#goLive(d);
   }
 
-  async update(name: string, settings: Partial<QueueSettings>): Promise<QueueInfo> {
+  async update(name: string, settings: QueueSettingsInput): Promise<QueueInfo> {
     this.#checkOpen();
     checkQueueName(name);
     return this.#changeDefinition(async () => {
@@ -613,14 +632,19 @@ export class QueueManager implements Queues {
     const dupWaits: Array<Promise<void>> = [];
     const keys: string[] = [];
     const keySet = new Set<string>();
+    const dedup = q.settings.dedupWindowMs > 0;
+    if (dedup) this.#forgetOld(d, now);
     for (let i = 0; i < messages.length; i++) {
       const m = checkMessage(messages[i], i, q.fifo, now, this.#limits);
       const id = m.id ?? newEventId();
       ids[i] = id;
       const idKey = idKeyOf(id);
-      const seen = q.settings.dedupWindowMs > 0 && m.id !== undefined ? this.#dedupLookup(d, idKey, now) : undefined;
+      const seen = dedup && m.id !== undefined ? this.#dedupLookup(d, idKey, now) : undefined;
       if (seen !== undefined) {
-        if (seen.pending !== undefined) dupWaits.push(seen.pending.then((p) => void (positions[i] = p)));
+        if (seen.pending !== undefined) {
+          const index = seen.index!;
+          dupWaits.push(seen.pending.then((p) => void (positions[i] = p[index]!)));
+        }
         else positions[i] = seen.position;
         continue;
       }
@@ -647,17 +671,17 @@ export class QueueManager implements Queues {
         throw new OverloadedError(`the queues hold ${this.#totalMsgs} messages not yet acked (queueMessagesMax ${this.#limits.queueMessagesMax}); retry when consumers catch up`);
       }
       // Claim the ids first, so a concurrent send of the same id waits for this one.
-      let settle!: (p: number) => void;
+      let settle!: (p: number[]) => void;
       let fail!: (e: unknown) => void;
-      const pending = new Promise<number>((res, rej) => ((settle = res), (fail = rej)));
+      const pending = new Promise<number[]>((res, rej) => ((settle = res), (fail = rej)));
       pending.catch(() => undefined);
       const claimed: Array<[string, number]> = []; // id key, message index
-      if (q.settings.dedupWindowMs > 0) {
+      if (dedup) {
         for (let k = 0; k < fresh.length; k++) {
           if (messages[fresh[k]!]!.id === undefined) continue;
           const key = keys[k]!;
           const at = fresh[k]!;
-          d.dedup.set(key, { position: 0, at: now, pending: pending.then(() => positions[at]!) });
+          d.dedup.set(key, { position: 0, at: now, pending, index: at });
           claimed.push([key, at]);
         }
       }
@@ -669,10 +693,10 @@ export class QueueManager implements Queues {
           const e = d.dedup.get(key);
           if (e !== undefined) {
             e.position = positions[at]!;
-            delete e.pending;
+            e.pending = undefined;
           }
         }
-        settle(0);
+        settle(positions);
         q.counters.sent += events.length;
         // Until the follower reads them back they are in no count of the queue's own.
         if (r.positions[r.positions.length - 1]! > this.#applied) d.unapplied += events.length;
@@ -688,15 +712,18 @@ export class QueueManager implements Queues {
     return { ids, positions, duplicates: messages.length - events.length };
   }
 
-  #dedupLookup(d: Def, idKey: string, now: number): { position: number; at: number; pending?: Promise<number> } | undefined {
-    const window = d.state.settings.dedupWindowMs;
-    // Forget what is older than the window (the map is in insertion order, oldest first).
+  /** Forgets ids older than the dedup window (the map is in insertion order, oldest first). */
+  #forgetOld(d: Def, now: number): void {
+    const oldest = now - d.state.settings.dedupWindowMs;
     for (const [k, v] of d.dedup) {
-      if (v.at >= now - window && d.dedup.size <= this.#limits.queueDedupIdsMax) break;
+      if (v.at >= oldest && d.dedup.size <= this.#limits.queueDedupIdsMax) break;
       d.dedup.delete(k);
     }
+  }
+
+  #dedupLookup(d: Def, idKey: string, now: number): DedupEntry | undefined {
     const seen = d.dedup.get(idKey);
-    return seen !== undefined && seen.at >= now - window ? seen : undefined;
+    return seen !== undefined && seen.at >= now - d.state.settings.dedupWindowMs ? seen : undefined;
   }
 
   #remember(d: Def, idKey: string, position: number, at: number): void {
@@ -1078,15 +1105,14 @@ export class QueueManager implements Queues {
   // ---------------------------------------------------------------------------------------------
   // Ops: delivery records to the log
 
-  #emit(d: Def, op: Op): void {
-    d.ops.push(op);
+  #opsAdded(d: Def): void {
     d.dirty = true;
-    if (!d.flushing && d.ops.length === 1) setImmediate(() => void this.#flushOps(d).catch(() => undefined));
+    if (!d.flushing && d.ops.count === 1) setImmediate(() => void this.#flushOps(d).catch(() => undefined));
   }
 
   /** Resolves once every op recorded so far is durable. */
   #flushOps(d: Def): Promise<void> {
-    if (d.ops.length === 0 && !d.flushing) return Promise.resolve();
+    if (d.ops.count === 0 && !d.flushing) return Promise.resolve();
     const p = new Promise<void>((resolve, reject) => d.opWaiters.push({ resolve, reject }));
     if (!d.flushing) void this.#runFlush(d);
     return p;
@@ -1095,23 +1121,22 @@ export class QueueManager implements Queues {
   async #runFlush(d: Def): Promise<void> {
     d.flushing = true;
     try {
-      while (d.ops.length > 0 || d.opWaiters.length > 0) {
-        const ops = d.ops.splice(0);
+      while (d.ops.count > 0 || d.opWaiters.length > 0) {
+        const ops = d.ops.take(OPS_RECORD_BYTES_MAX);
         const waiters = d.opWaiters.splice(0);
         const settled = d.settling.splice(0);
         d.flushingSettled = settled;
         try {
           if (ops.length > 0) {
-            const events: EventInput[] = [];
-            for (let i = 0; i < ops.length; i += 20_000) events.push({ type: OPS_EVENT_TYPE, data: encodeOps(ops.slice(i, i + 20_000)), contentType: 'application/octet-stream' });
-            await this.#host.appendSystem(opsStream(d.info.name), events);
+            const events: EventInput[] = ops.map((data) => ({ type: OPS_EVENT_TYPE, data, contentType: 'application/octet-stream' }));
+            for (let i = 0; i < events.length; i += 1000) await this.#host.appendSystem(opsStream(d.info.name), events.slice(i, i + 1000));
           }
           d.flushingSettled = [];
           for (const w of waiters) w.resolve();
         } catch (err) {
           d.flushingSettled = [];
           d.settling.unshift(...settled);
-          d.ops.unshift(...ops);
+          d.ops.unshift(ops);
           d.dirty = true;
           for (const w of waiters) w.reject(err);
           if (this.#closed || err instanceof StoreClosedError) return;

@@ -22,6 +22,12 @@ import { backoffMs } from './settings.js';
 import type { Op } from './ops.js';
 import { OP, OUTCOME } from './ops.js';
 
+/** Where a queue hands its ops (written to the log by the manager). */
+export interface OpSink {
+  op(op: number, position: number, a: number, b: number): void;
+  group(op: number, group: string): void;
+}
+
 export const DELAYED = 0;
 export const READY = 1;
 export const LEASED = 2;
@@ -49,10 +55,10 @@ export class Msg {
   visibleAt: number;
   deliveries = 0;
   firstDeliveredAt = 0;
-  /** Each delivery's time and how it ended (OUTCOME), for the dead-letter history. */
+  /** Failed deliveries (the last 32): when each began and how it ended (OUTCOME), for the dead-letter history. */
   attempts: Array<[number, number]> | undefined;
   state = DELAYED;
-  lease: { receipt: string; holder: Holder | undefined; expiresAt: number } | undefined;
+  lease: { receipt: string; holder: Holder | undefined; expiresAt: number; ms: number } | undefined;
   /** Bumped whenever the message is rescheduled: heap entries of older generations are stale. */
   seq = 0;
   /** `seq` when the message last entered the ready heap. */
@@ -104,13 +110,23 @@ export class QueueState {
   readonly counters: QueueCounters = { sent: 0, acked: 0, nacked: 0, redelivered: 0, expired: 0, dropped: 0, rejected: 0, deadLettered: 0 };
   /** Counts by state. */
   readonly count = [0, 0, 0, 0];
+  /** Ready messages in position order as they arrive (the common case: O(1)). */
+  #fresh: Msg[] = [];
+  #freshHead = 0;
+  /** Ready messages that came back (retries, redeliveries), lowest position first. */
   #ready = new Heap<Msg>((a, b) => a.position < b.position);
+  /**
+   * Leased messages by lease length, each set in lease order, which (the clock never going back)
+   * is expiry order: the first of each set is the next to run out. Cheaper than a heap entry
+   * per delivery, and exact.
+   */
+  #leased = new Map<number, Set<Msg>>();
   #timed = new Heap<Timed>((a, b) => a.at < b.at);
   #timer: unknown;
   #timerAt = Infinity;
   #clock: Clock;
   #random: () => number;
-  #emit: (op: Op) => void;
+  #emit: OpSink;
   /** Called when messages may be dispatched (became ready). */
   #onReady: () => void;
   /** Called with a message that must go to dead letters (state SETTLING). */
@@ -121,7 +137,7 @@ export class QueueState {
   constructor(
     name: string,
     settings: QueueSettings,
-    hooks: { clock: Clock; random: () => number; emit: (op: Op) => void; onReady: () => void; onDead: (m: Msg, reason: string, park: boolean) => void },
+    hooks: { clock: Clock; random: () => number; emit: OpSink; onReady: () => void; onDead: (m: Msg, reason: string, park: boolean) => void },
   ) {
     this.name = name;
     this.settings = settings;
@@ -192,7 +208,9 @@ export class QueueState {
     }
     m.seq++;
     m.readySeq = m.seq;
-    this.#ready.push(m);
+    const last = this.#fresh.length > this.#freshHead ? this.#fresh[this.#fresh.length - 1]! : undefined;
+    if (m.deliveries === 0 && (last === undefined || m.position > last.position)) this.#fresh.push(m);
+    else this.#ready.push(m);
     if (this.live) this.#onReady();
   }
 
@@ -202,14 +220,35 @@ export class QueueState {
   /** The next message that may go out now, or undefined. */
   takeReady(): Msg | undefined {
     for (;;) {
-      const m = this.#ready.pop();
-      if (m === undefined) return undefined;
-      if (m.readySeq === m.seq && m.state === READY) return m;
+      // Drop stale entries at the fronts, then take the lower position of the two.
+      let f = this.#fresh[this.#freshHead];
+      while (f !== undefined && (f.readySeq !== f.seq || f.state !== READY)) f = this.#fresh[++this.#freshHead];
+      let h = this.#ready.peek();
+      while (h !== undefined && (h.readySeq !== h.seq || h.state !== READY)) {
+        this.#ready.pop();
+        h = this.#ready.peek();
+      }
+      if (f === undefined && h === undefined) {
+        this.#fresh = [];
+        this.#freshHead = 0;
+        return undefined;
+      }
+      let m: Msg;
+      if (h === undefined || (f !== undefined && f.position < h.position)) {
+        m = f!;
+        this.#freshHead++;
+        if (this.#freshHead > 1024 && this.#freshHead * 2 > this.#fresh.length) {
+          this.#fresh = this.#fresh.slice(this.#freshHead);
+          this.#freshHead = 0;
+        }
+      } else m = this.#ready.pop()!;
+      m.readySeq = -1;
+      return m;
     }
   }
 
   get hasReady(): boolean {
-    return this.#ready.size > 0;
+    return this.#fresh.length > this.#freshHead || this.#ready.size > 0;
   }
 
   lease(m: Msg, holder: Holder | undefined, receipt: string, leaseMs: number): void {
@@ -218,14 +257,12 @@ export class QueueState {
     m.deliveries++;
     if (m.deliveries > 1) this.counters.redelivered++;
     if (m.firstDeliveredAt === 0) m.firstDeliveredAt = now;
-    (m.attempts ??= []).push([now, OUTCOME.pending]);
-    if (m.attempts.length > 32) m.attempts.splice(0, m.attempts.length - 32);
-    m.lease = { receipt, holder, expiresAt: now + leaseMs };
+    m.lease = { receipt, holder, expiresAt: now + leaseMs, ms: leaseMs };
     holder?.leases.add(m);
     m.seq++;
-    this.#timed.push({ at: m.lease.expiresAt, msg: m, seq: m.seq });
+    this.#leasedOf(leaseMs).add(m);
     if (m.lease.expiresAt < this.#timerAt) this.#armTimer();
-    this.#emit({ op: OP.DELIVER, position: m.position, a: m.deliveries, b: now });
+    this.#emit.op(OP.DELIVER, m.position, m.deliveries, now);
   }
 
   /** Takes back a lease nobody received (its caller went away): not a delivery. */
@@ -235,22 +272,41 @@ export class QueueState {
     if (m.deliveries > 1) this.counters.redelivered--;
     m.deliveries--;
     if (m.deliveries === 0) m.firstDeliveredAt = 0;
-    this.#emit({ op: OP.DELIVER, position: m.position, a: m.deliveries, b: m.firstDeliveredAt });
+    this.#emit.op(OP.DELIVER, m.position, m.deliveries, m.firstDeliveredAt);
     m.visibleAt = 0;
     this.#schedule(m);
   }
 
+  #leasedOf(ms: number): Set<Msg> {
+    let set = this.#leased.get(ms);
+    if (set === undefined) this.#leased.set(ms, (set = new Set()));
+    return set;
+  }
+
   extend(m: Msg, leaseMs: number): void {
-    m.lease!.expiresAt = this.#clock.now() + leaseMs;
-    m.seq++;
-    this.#timed.push({ at: m.lease!.expiresAt, msg: m, seq: m.seq });
+    const l = m.lease!;
+    this.#leased.get(l.ms)?.delete(m);
+    l.expiresAt = this.#clock.now() + leaseMs;
+    l.ms = leaseMs;
+    this.#leasedOf(leaseMs).add(m);
     if (m.lease!.expiresAt < this.#timerAt) this.#armTimer();
   }
 
   #endLease(m: Msg, outcome: number): void {
-    const h = m.lease?.holder;
+    const l = m.lease;
+    const h = l?.holder;
     m.lease = undefined;
-    if (m.attempts !== undefined && m.attempts.length > 0) m.attempts[m.attempts.length - 1]![1] = outcome;
+    if (l !== undefined) {
+      const set = this.#leased.get(l.ms);
+      if (set !== undefined) {
+        set.delete(m);
+        if (set.size === 0 && this.#leased.size > 1) this.#leased.delete(l.ms);
+      }
+    }
+    if (l !== undefined && outcome !== OUTCOME.acked && outcome !== OUTCOME.deadLettered) {
+      (m.attempts ??= []).push([l.expiresAt - l.ms, outcome]);
+      if (m.attempts.length > 32) m.attempts.shift();
+    }
     if (h !== undefined) {
       h.leases.delete(m);
       h.freed();
@@ -293,7 +349,7 @@ export class QueueState {
         if (wasHead && this.live) this.#offer(g.msgs[g.head]!);
       }
     }
-    if (this.live) this.#emit({ op: OP.SETTLE, position: m.position, a: outcome, b: 0 });
+    if (this.live) this.#emit.op(OP.SETTLE, m.position, outcome, 0);
   }
 
   /**
@@ -310,7 +366,7 @@ export class QueueState {
     }
     const now = this.#clock.now();
     m.visibleAt = now + (delayMs ?? backoffMs(this.settings.retryBackoff, m.deliveries, this.#random));
-    this.#emit({ op: OP.RETRY, position: m.position, a: m.visibleAt, b: outcome });
+    this.#emit.op(OP.RETRY, m.position, m.visibleAt, outcome);
     this.#schedule(m);
   }
 
@@ -331,7 +387,7 @@ export class QueueState {
     this.groups.set(group, g);
     if (g.parked) return;
     g.parked = true;
-    if (this.live) this.#emit({ op: OP.PARK, position: 0, a: 0, b: 0, group });
+    if (this.live) this.#emit.group(OP.PARK, group);
   }
 
   unpark(group: string): boolean {
@@ -340,7 +396,7 @@ export class QueueState {
     g.parked = false;
     if (g.head >= g.msgs.length) this.groups.delete(group);
     else if (this.live) this.#offer(g.msgs[g.head]!);
-    if (this.live) this.#emit({ op: OP.UNPARK, position: 0, a: 0, b: 0, group });
+    if (this.live) this.#emit.group(OP.UNPARK, group);
     return true;
   }
 
@@ -404,17 +460,24 @@ export class QueueState {
 
   #armTimer(): void {
     if (!this.live || this.#stopped) return;
-    const next = this.#timed.peek();
+    let at = this.#timed.peek()?.at ?? Infinity;
+    for (const set of this.#leased.values()) {
+      for (const m of set) {
+        at = Math.min(at, m.lease!.expiresAt);
+        break;
+      }
+    }
+    if (at === this.#timerAt && this.#timer !== undefined) return;
     if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
     this.#timer = undefined;
     this.#timerAt = Infinity;
-    if (next === undefined) return;
-    this.#timerAt = next.at;
+    if (at === Infinity) return;
+    this.#timerAt = at;
     this.#timer = this.#clock.setTimer(() => {
       this.#timer = undefined;
       this.#timerAt = Infinity;
       this.onTime();
-    }, next.at - this.#clock.now());
+    }, at - this.#clock.now());
   }
 
   /** Runs what fell due: delayed messages become ready, leases that ran out end. */
@@ -429,10 +492,16 @@ export class QueueState {
       if (m.state === DELAYED) {
         this.#setState(m, READY);
         this.#offer(m);
-      } else if (m.state === LEASED && m.lease !== undefined && m.lease.expiresAt <= now) {
-        this.fail(m, OUTCOME.expired);
       }
     }
+    const expired: Msg[] = [];
+    for (const set of this.#leased.values()) {
+      for (const m of set) {
+        if (m.lease!.expiresAt > now) break;
+        expired.push(m);
+      }
+    }
+    for (const m of expired) if (m.state === LEASED) this.fail(m, OUTCOME.expired);
     this.#armTimer();
   }
 
@@ -470,6 +539,9 @@ export class QueueState {
     this.byId.clear();
     this.groups.clear();
     this.#ready.clear();
+    this.#fresh = [];
+    this.#freshHead = 0;
+    this.#leased.clear();
     this.#timed.clear();
     this.count.fill(0);
     return n;

@@ -30,7 +30,7 @@ import { requireReadAll, requireRole } from './auth.js';
 import type { Authenticator, Principal, Role } from './auth.js';
 import type { DeliveryImpl, QueueManager } from '../queues/manager.js';
 import { queueStream } from '../queues/settings.js';
-import type { MessageInput, NackOptions, QueueSettings, RedriveOptions } from '../core/queues.js';
+import type { MessageInput, NackOptions, QueueSettingsInput, RedriveOptions } from '../core/queues.js';
 
 export interface HttpContext {
   store: EventStore;
@@ -430,7 +430,7 @@ function queueRoutes(ctx: HttpContext): RouteDef[] {
       bodyOptional: true,
       responses: { 201: QueueInfoSchema },
       handler: async (req, reply, p) => {
-        const settings = (req.body as { settings?: Partial<QueueSettings> }).settings;
+        const settings = (req.body as { settings?: QueueSettingsInput }).settings;
         if (typeof settings?.deadLetterQueue === 'string') requireRole(p, 'admin', queueStream(settings.deadLetterQueue));
         const info = await queues.create(name(req, p, 'admin'), settings);
         reply.code(201);
@@ -454,7 +454,7 @@ function queueRoutes(ctx: HttpContext): RouteDef[] {
       body: SettingsIn,
       responses: { 200: QueueInfoSchema },
       handler: async (req, _reply, p) => {
-        const settings = req.body as Partial<QueueSettings>;
+        const settings = req.body as QueueSettingsInput;
         if (typeof settings.deadLetterQueue === 'string') requireRole(p, 'admin', queueStream(settings.deadLetterQueue));
         return queues.update(name(req, p, 'admin'), settings);
       },

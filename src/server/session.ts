@@ -388,7 +388,9 @@ export class Session {
       case 'send': {
         requireQueue(p, 'write', name);
         if (!Array.isArray(b.messages)) throw new ProtocolError("send needs a 'messages' array");
-        return q.send(name, b.messages.map((m, i) => messageFromWire(m, i)));
+        // The ids are the client's own (it fixes them before sending): not sent back.
+        const r = await q.send(name, b.messages.map((m, i) => messageFromWire(m, i)));
+        return { positions: r.positions, duplicates: r.duplicates };
       }
       case 'cancel':
         requireQueue(p, 'write', name);
