@@ -18,6 +18,11 @@ export interface FrameChunk {
   fileOffset: number;
 }
 
+/** Reads at least this large keep room in front for a cut frame. */
+const SMALL_READ_BYTES = 256 * 1024;
+/** That room: frames up to this size are stitched without copying the read. */
+const RESERVE_BYTES = 64 * 1024;
+
 export interface ScanOptions {
   chunkBytes: number;
   frameBytesMax: number;
@@ -27,16 +32,20 @@ export interface ScanOptions {
  * Frames of segment `base` from file offset `from` up to `to` (exclusive), in log order.
  *
  * Reads are double-buffered: the next read is issued before the current chunk is handed out, so
- * the disk (or page cache copy) works while the caller decodes. Each buffer keeps `frameBytesMax`
- * bytes free in front, where the unfinished frame from the previous chunk is copied: a frame
- * that straddles two reads is stitched without copying the new chunk.
+ * the disk (or page cache copy) works while the caller decodes. A large read keeps 64 KiB free
+ * in front, where the unfinished frame from the previous chunk is copied: a frame that
+ * straddles two reads is stitched without copying the new chunk (larger frames are stitched by
+ * copying).
  */
 export async function* scanForward(segments: SegmentFiles, base: number, from: number, to: number, o: ScanOptions): AsyncGenerator<FrameChunk> {
-  const reserve = o.frameBytesMax;
-  const startRead = (at: number): { at: number; buf: Buffer; done: Promise<number> } => {
+  const startRead = (at: number): { at: number; buf: Buffer; reserve: number; done: Promise<number> } => {
     const len = Math.min(o.chunkBytes, to - at);
+    // Room in front for a frame cut by the previous read, but only for large reads: following
+    // the log's tail reads a few KiB at a time, ending on frame boundaries, and a megabyte of
+    // reserve per read would be garbage-collector work for nothing.
+    const reserve = len >= SMALL_READ_BYTES ? Math.min(o.frameBytesMax, RESERVE_BYTES) : 0;
     const buf = Buffer.allocUnsafe(reserve + len);
-    return { at, buf, done: segments.read(base, buf, reserve, len, at) };
+    return { at, buf, reserve, done: segments.read(base, buf, reserve, len, at) };
   };
   let carry: Buffer | undefined;
   let next = from < to ? startRead(from) : undefined;
@@ -47,6 +56,15 @@ export async function* scanForward(segments: SegmentFiles, base: number, from: n
     const readEnd = cur.at + n;
     next = readEnd < to ? startRead(readEnd) : undefined;
     const carried = carry?.length ?? 0;
+    if (carried > cur.reserve) {
+      // A frame larger than the reserve straddles the reads: stitch by copying.
+      const joined = Buffer.allocUnsafe(carried + n);
+      carry!.copy(joined, 0);
+      cur.buf.copy(joined, carried, cur.reserve, cur.reserve + n);
+      cur.buf = joined;
+      cur.reserve = carried;
+    }
+    const reserve = cur.reserve;
     const start = reserve - carried;
     if (carry !== undefined) carry.copy(cur.buf, start);
     const end = reserve + n;

@@ -125,7 +125,13 @@ export async function startServer(config: Readonly<ServerConfig>, options: { log
         pauseReading: () => ws.pause(),
         resumeReading: () => ws.resume(),
         onDrain: (cb) => drainWaiters.push(cb),
-        close: () => ws.close(),
+        close: () => {
+          // The closing handshake reads the peer's reply: reading must be on (a shutdown pauses
+          // it), and a peer that never answers is cut off after a second.
+          ws.resume();
+          ws.close();
+          setTimeout(() => ws.terminate(), 1000).unref();
+        },
         remote: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
       };
       const session = admit(transport);

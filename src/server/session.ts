@@ -90,7 +90,7 @@ export class Session {
 
   /** Bytes from the transport. */
   receive(chunk: Buffer): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#shuttingDown) return;
     this.#lastHeard = Date.now();
     let frames: Frame[];
     try {
@@ -125,6 +125,7 @@ export class Session {
    * in flight (appends are answered once durable), send what is queued, then close.
    */
   async shutdown(): Promise<void> {
+    this.#shuttingDown = true;
     this.#t.pauseReading();
     for (const [id, s] of this.#streams) {
       this.#cancel(s);
@@ -136,6 +137,7 @@ export class Session {
   }
 
   #idleWaiters: Array<() => void> = [];
+  #shuttingDown = false;
 
   #handle(f: Frame): void {
     if (this.#principal === undefined) {

@@ -433,8 +433,7 @@ export class FileEventStore implements EventStore {
           const p = req.prepared[i]!;
           entries[i] = { revision: firstRevision + i, position: first + i, offset: fileOffset, frameBytes: p.frameBytes };
           fileOffset += p.frameBytes;
-          // A generated id can never come back in a retry: only ids callers gave are remembered.
-          if (p.idString !== undefined) this.#idWindow.add(p.idKey, req.stream, firstRevision + i);
+          this.#idWindow.add(p.idKey, req.stream, firstRevision + i);
         }
         this.#index.add(req.stream, state, entries, loc.segmentBase, fileOffset);
         this.#head = first + req.prepared.length - 1;
