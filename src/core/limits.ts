@@ -43,7 +43,8 @@ export const DEFAULT_LIMITS = {
    */
   groupCommitBytesMax: 8 * MiB,
   /**
-   * Most recent event ids remembered (with their stream and revision) so that a retried append
+   * Most recent event ids remembered (with their stream and revision; at least this many, at
+   * most twice: two generations) so that a retried append
    * with expectedRevision `any` or `stream_exists` is recognised (about 100 bytes of memory
    * each; refilled from the log's tail on open). Retries with an exact revision or `no_stream`
    * are checked against the log itself and need no window. @default 100,000

@@ -42,7 +42,7 @@ import type { Database, RootDatabase } from 'lmdb';
 import { assert } from '../core/errors.js';
 
 /** Event entries written per event-loop turn while flushing. */
-const FLUSH_SLICE_ENTRIES = 2000;
+const FLUSH_SLICE_ENTRIES = 500;
 
 /** Write a positions entry at most every this many bytes of log. */
 export const SPARSE_EVERY_BYTES = 64 * 1024;

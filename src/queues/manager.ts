@@ -112,7 +112,7 @@ interface Def {
   flushing: boolean;
   /** Settled in memory, their SETTLE op not yet durable: a snapshot still holds them. */
   settling: Msg[];
-  dedup: Map<string, DedupEntry>;
+  dedup: DedupIds;
   pendingSends: number;
   /** Sent (durable) but not yet read back by the follower: still counted against maxLength. */
   unapplied: number;
@@ -129,6 +129,47 @@ interface DedupEntry {
   at: number;
   pending?: Promise<number[]> | undefined;
   index?: number;
+}
+
+/**
+ * Message ids seen within a queue's dedup window, in two generations of maps: the young one
+ * takes new ids; once it is a window old (or holds half of queueDedupIdsMax) it becomes the old
+ * one and the previous old one is dropped whole. An id is found for at least one window; no
+ * entry is ever deleted one by one (a Map with deletions among a million entries rehashes them
+ * all from time to time, a long pause of the event loop).
+ */
+class DedupIds {
+  #young = new Map<string, DedupEntry>();
+  #old = new Map<string, DedupEntry>();
+  #youngSince = 0;
+
+  get(id: string): DedupEntry | undefined {
+    return this.#young.get(id) ?? this.#old.get(id);
+  }
+
+  set(id: string, e: DedupEntry): void {
+    this.#young.set(id, e);
+  }
+
+  /** Forgets an id (a send that failed). */
+  delete(id: string): void {
+    this.#young.delete(id);
+    this.#old.delete(id);
+  }
+
+  rotate(now: number, windowMs: number, max: number): void {
+    if (this.#youngSince === 0) this.#youngSince = now;
+    if (now - this.#youngSince >= windowMs || this.#young.size >= max / 2) {
+      this.#old = this.#young;
+      this.#young = new Map();
+      this.#youngSince = now;
+    }
+  }
+
+  *entries(): IterableIterator<[string, DedupEntry]> {
+    for (const [k, v] of this.#old) if (!this.#young.has(k)) yield [k, v];
+    yield* this.#young;
+  }
 }
 
 interface PullWaiter {
@@ -246,7 +287,7 @@ export class QueueManager implements Queues {
       opWaiters: [],
       flushing: false,
       settling: [],
-      dedup: new Map(),
+      dedup: new DedupIds(),
       pendingSends: 0,
       unapplied: 0,
       dirty: true,
@@ -566,7 +607,7 @@ export class QueueManager implements Queues {
       msg.cached = Buffer.from(buf.subarray(off, off + bytes));
       this.#cacheBytes += bytes;
     }
-    if (sent && q.settings.dedupWindowMs > 0 && !d.dedup.has(idKey)) this.#remember(d, idKey, pos, sentAt);
+    if (sent && q.settings.dedupWindowMs > 0 && d.dedup.get(idKey) === undefined) this.#remember(d, idKey, pos, sentAt);
     q.enqueue(msg);
     this.#totalMsgs++;
     d.dirty = true;
@@ -633,7 +674,7 @@ export class QueueManager implements Queues {
     const keys: string[] = [];
     const keySet = new Set<string>();
     const dedup = q.settings.dedupWindowMs > 0;
-    if (dedup) this.#forgetOld(d, now);
+    if (dedup) d.dedup.rotate(now, q.settings.dedupWindowMs, this.#limits.queueDedupIdsMax);
     for (let i = 0; i < messages.length; i++) {
       const m = checkMessage(messages[i], i, q.fifo, now, this.#limits);
       const id = m.id ?? newEventId();
@@ -712,15 +753,6 @@ export class QueueManager implements Queues {
     return { ids, positions, duplicates: messages.length - events.length };
   }
 
-  /** Forgets ids older than the dedup window (the map is in insertion order, oldest first). */
-  #forgetOld(d: Def, now: number): void {
-    const oldest = now - d.state.settings.dedupWindowMs;
-    for (const [k, v] of d.dedup) {
-      if (v.at >= oldest && d.dedup.size <= this.#limits.queueDedupIdsMax) break;
-      d.dedup.delete(k);
-    }
-  }
-
   #dedupLookup(d: Def, idKey: string, now: number): DedupEntry | undefined {
     const seen = d.dedup.get(idKey);
     return seen !== undefined && seen.at >= now - d.state.settings.dedupWindowMs ? seen : undefined;
@@ -729,7 +761,6 @@ export class QueueManager implements Queues {
   #remember(d: Def, idKey: string, position: number, at: number): void {
     if (at < this.#clock.now() - d.state.settings.dedupWindowMs) return;
     d.dedup.set(idKey, { position, at });
-    if (d.dedup.size > this.#limits.queueDedupIdsMax) d.dedup.delete(d.dedup.keys().next().value!);
   }
 
   async cancel(name: string, messageId: string): Promise<boolean> {
@@ -1226,7 +1257,7 @@ export class QueueManager implements Queues {
     const all = [...q.msgs.values(), ...d.settling, ...d.flushingSettled].sort((a, b) => a.position - b.position);
     for (const m of all) add(m);
     const dedup: unknown[] = [];
-    for (const [k, v] of d.dedup) if (v.pending === undefined) dedup.push(k, v.position, v.at);
+    for (const [k, v] of d.dedup.entries()) if (v.pending === undefined) dedup.push(k, v.position, v.at);
     const parked: string[] = [];
     for (const [g, grp] of q.groups) if (grp.parked) parked.push(g);
     const snap: Snapshot = {
