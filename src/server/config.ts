@@ -32,6 +32,7 @@ export const ConfigSchema = Type.Object(
     syncIntervalMs: Type.Integer({ minimum: 1, default: 100, description: "Sync period for durability 'interval'." }),
     segmentBytes: Type.Integer({ minimum: FORMAT.segmentBytesMinimum, maximum: FORMAT.segmentBytesMaximum, default: FORMAT.segmentBytesDefault, description: 'Maximum segment file size.' }),
     insecureNoAuth: Type.Boolean({ default: false, description: 'Allow listening on a non-loopback address without auth.' }),
+    queueAutoCreate: Type.Boolean({ default: false, description: 'Create a queue with default settings on its first send, consume or receive.' }),
     tlsKey: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key file: serve TLS on both ports.' })),
     tlsCert: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate file (with tlsKey).' })),
     logLevel: Type.Union([Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug')], { default: 'info', description: 'Log verbosity (logs go to stderr as JSON lines).' }),
@@ -64,7 +65,7 @@ export type ServerConfig = Static<typeof ConfigSchema> & {
 };
 
 /** Keys settable by flag and environment variable (auth and limits: config file only). */
-export const SCALAR_KEYS = ['dataDir', 'host', 'httpPort', 'tcpPort', 'durability', 'syncIntervalMs', 'segmentBytes', 'insecureNoAuth', 'tlsKey', 'tlsCert', 'logLevel'] as const;
+export const SCALAR_KEYS = ['dataDir', 'host', 'httpPort', 'tcpPort', 'durability', 'syncIntervalMs', 'segmentBytes', 'insecureNoAuth', 'queueAutoCreate', 'tlsKey', 'tlsCert', 'logLevel'] as const;
 
 export function envName(key: string): string {
   return 'EVENTFUL_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();

@@ -62,6 +62,7 @@ export async function startServer(config: Readonly<ServerConfig>, options: { log
     segmentBytes: config.segmentBytes,
     limits: config.storeLimits,
     onWarning: (message, details) => log('warn', message, details),
+    queues: { autoCreate: config.queueAutoCreate },
   });
   if (store.recovery.truncatedBytes > 0 || store.recovery.indexRebuilt) log('warn', 'recovered the data directory', { ...store.recovery });
 
