@@ -571,3 +571,24 @@ test('a server with a WebSocket consumer connected shuts down promptly (the clos
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('serve --queue-auto-create makes a queue on its first send; without it the send is QUEUE_NOT_FOUND', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'eventful-autocreate-'));
+  const auto = await startServerProcess(dir, ['--queue-auto-create']);
+  try {
+    const client = await connect(auto.tcpUrl, { reconnect: false });
+    const r = await client.queues.send('made-on-use', [{ body: 'hi' }]);
+    assert.equal(r.ids.length, 1);
+    assert.equal((await client.queues.get('made-on-use'))?.settings.leaseMs, 30_000, 'default settings');
+    const [d] = await client.queues.receive('made-on-use', { max: 1, waitMs: 2000 });
+    assert.equal(d?.body, 'hi');
+    await client.close();
+  } finally {
+    await auto.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  // The main server of this file runs without the flag.
+  const plain = await connect(server.tcpUrl, { reconnect: false });
+  await assert.rejects(plain.queues.send('never-made', [{ body: 1 }]), QueueNotFoundError);
+  await plain.close();
+});
