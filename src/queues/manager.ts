@@ -123,52 +123,81 @@ interface Def {
   samples: Array<{ at: number; sent: number; acked: number; nacked: number; redelivered: number }>;
 }
 
-/** A message id seen recently: its position, or the send still writing it. */
-interface DedupEntry {
-  position: number;
-  at: number;
-  pending?: Promise<number[]> | undefined;
-  index?: number;
+/** A send still writing a message id: its positions, when they are known, at `index`. */
+interface PendingId {
+  pending: Promise<number[]>;
+  index: number;
+}
+
+class IdGeneration {
+  readonly slots = new Map<string, number>();
+  readonly positions: number[] = [];
+  readonly ats: number[] = [];
+  constructor(readonly since: number) {}
 }
 
 /**
- * Message ids seen within a queue's dedup window, in two generations of maps: the young one
- * takes new ids; once it is a window old (or holds half of queueDedupIdsMax) it becomes the old
- * one and the previous old one is dropped whole. An id is found for at least one window; no
- * entry is ever deleted one by one (a Map with deletions among a million entries rehashes them
- * all from time to time, a long pause of the event loop).
+ * Message ids seen within a queue's dedup window, with the position and time each was sent.
+ * Two generations: the young one takes new ids; once it is a window old (or holds half of
+ * queueDedupIdsMax) it becomes the old one and the previous old one is dropped whole. No entry
+ * is deleted one by one (a Map with deletions among a million entries rehashes them all from
+ * time to time, a long pause of the event loop), and an id maps to a slot in plain arrays, not
+ * to an object (a million objects are a million things for every full garbage collection to
+ * trace). Ids of sends still being written are kept apart, with the send's promise.
  */
 class DedupIds {
-  #young = new Map<string, DedupEntry>();
-  #old = new Map<string, DedupEntry>();
-  #youngSince = 0;
+  #young = new IdGeneration(0);
+  #old = new IdGeneration(0);
+  #pending = new Map<string, PendingId>();
 
-  get(id: string): DedupEntry | undefined {
-    return this.#young.get(id) ?? this.#old.get(id);
+  /** The position of `id` if it was sent at or after `since`, or the send still writing it. */
+  lookup(id: string, since: number): number | PendingId | undefined {
+    const p = this.#pending.get(id);
+    if (p !== undefined) return p;
+    for (const g of [this.#young, this.#old]) {
+      const slot = g.slots.get(id);
+      if (slot !== undefined) return g.ats[slot]! >= since ? g.positions[slot]! : undefined;
+    }
+    return undefined;
   }
 
-  set(id: string, e: DedupEntry): void {
-    this.#young.set(id, e);
+  has(id: string): boolean {
+    return this.#pending.has(id) || this.#young.slots.has(id) || this.#old.slots.has(id);
   }
 
-  /** Forgets an id (a send that failed). */
-  delete(id: string): void {
-    this.#young.delete(id);
-    this.#old.delete(id);
+  claim(id: string, pending: PendingId): void {
+    this.#pending.set(id, pending);
+  }
+
+  /** A claimed id was written (at `position`), or its send failed (undefined). */
+  release(id: string, position: number | undefined, at: number): void {
+    this.#pending.delete(id);
+    if (position !== undefined) this.remember(id, position, at);
+  }
+
+  remember(id: string, position: number, at: number): void {
+    const g = this.#young;
+    g.slots.set(id, g.positions.length);
+    g.positions.push(position);
+    g.ats.push(at);
   }
 
   rotate(now: number, windowMs: number, max: number): void {
-    if (this.#youngSince === 0) this.#youngSince = now;
-    if (now - this.#youngSince >= windowMs || this.#young.size >= max / 2) {
+    if (this.#young.since === 0 && this.#young.slots.size === 0) this.#young = new IdGeneration(now);
+    if (now - this.#young.since >= windowMs || this.#young.slots.size >= max / 2) {
       this.#old = this.#young;
-      this.#young = new Map();
-      this.#youngSince = now;
+      this.#young = new IdGeneration(now);
     }
   }
 
-  *entries(): IterableIterator<[string, DedupEntry]> {
-    for (const [k, v] of this.#old) if (!this.#young.has(k)) yield [k, v];
-    yield* this.#young;
+  /** Every remembered id as [id, position, at], for a snapshot. */
+  *entries(): IterableIterator<[string, number, number]> {
+    for (const g of [this.#old, this.#young]) {
+      for (const [id, slot] of g.slots) {
+        if (g === this.#old && this.#young.slots.has(id)) continue;
+        yield [id, g.positions[slot]!, g.ats[slot]!];
+      }
+    }
   }
 }
 
@@ -607,7 +636,7 @@ export class QueueManager implements Queues {
       msg.cached = Buffer.from(buf.subarray(off, off + bytes));
       this.#cacheBytes += bytes;
     }
-    if (sent && q.settings.dedupWindowMs > 0 && d.dedup.get(idKey) === undefined) this.#remember(d, idKey, pos, sentAt);
+    if (sent && q.settings.dedupWindowMs > 0 && !d.dedup.has(idKey)) this.#remember(d, idKey, pos, sentAt);
     q.enqueue(msg);
     this.#totalMsgs++;
     d.dirty = true;
@@ -680,13 +709,13 @@ export class QueueManager implements Queues {
       const id = m.id ?? newEventId();
       ids[i] = id;
       const idKey = idKeyOf(id);
-      const seen = dedup && m.id !== undefined ? this.#dedupLookup(d, idKey, now) : undefined;
+      const seen = dedup && m.id !== undefined ? d.dedup.lookup(idKey, now - q.settings.dedupWindowMs) : undefined;
       if (seen !== undefined) {
-        if (seen.pending !== undefined) {
-          const index = seen.index!;
+        if (typeof seen === 'number') positions[i] = seen;
+        else {
+          const index = seen.index;
           dupWaits.push(seen.pending.then((p) => void (positions[i] = p[index]!)));
         }
-        else positions[i] = seen.position;
         continue;
       }
       if (keySet.has(idKey)) throw new InvalidArgumentError(`message ${i}: id ${id} appears twice in one send`);
@@ -722,7 +751,7 @@ export class QueueManager implements Queues {
           if (messages[fresh[k]!]!.id === undefined) continue;
           const key = keys[k]!;
           const at = fresh[k]!;
-          d.dedup.set(key, { position: 0, at: now, pending, index: at });
+          d.dedup.claim(key, { pending, index: at });
           claimed.push([key, at]);
         }
       }
@@ -730,19 +759,13 @@ export class QueueManager implements Queues {
       try {
         const r = await this.#host.appendSystem(queueStream(name), events);
         for (let k = 0; k < fresh.length; k++) positions[fresh[k]!] = r.positions[k]!;
-        for (const [key, at] of claimed) {
-          const e = d.dedup.get(key);
-          if (e !== undefined) {
-            e.position = positions[at]!;
-            e.pending = undefined;
-          }
-        }
+        for (const [key, at] of claimed) d.dedup.release(key, positions[at]!, now);
         settle(positions);
         q.counters.sent += events.length;
         // Until the follower reads them back they are in no count of the queue's own.
         if (r.positions[r.positions.length - 1]! > this.#applied) d.unapplied += events.length;
       } catch (err) {
-        for (const [key] of claimed) d.dedup.delete(key);
+        for (const [key] of claimed) d.dedup.release(key, undefined, now);
         fail(err);
         throw err;
       } finally {
@@ -753,14 +776,9 @@ export class QueueManager implements Queues {
     return { ids, positions, duplicates: messages.length - events.length };
   }
 
-  #dedupLookup(d: Def, idKey: string, now: number): DedupEntry | undefined {
-    const seen = d.dedup.get(idKey);
-    return seen !== undefined && seen.at >= now - d.state.settings.dedupWindowMs ? seen : undefined;
-  }
-
   #remember(d: Def, idKey: string, position: number, at: number): void {
     if (at < this.#clock.now() - d.state.settings.dedupWindowMs) return;
-    d.dedup.set(idKey, { position, at });
+    d.dedup.remember(idKey, position, at);
   }
 
   async cancel(name: string, messageId: string): Promise<boolean> {
@@ -1211,7 +1229,7 @@ export class QueueManager implements Queues {
       this.#totalMsgs++;
     }
     for (const g of snap.parked) q.applyOp({ op: OP.PARK, position: 0, a: 0, b: 0, group: g });
-    for (let i = 0; i < snap.dedup.length; i += 3) d.dedup.set(snap.dedup[i] as string, { position: snap.dedup[i + 1] as number, at: snap.dedup[i + 2] as number });
+    for (let i = 0; i < snap.dedup.length; i += 3) d.dedup.remember(snap.dedup[i] as string, snap.dedup[i + 1] as number, snap.dedup[i + 2] as number);
     q.counters.deadLettered = snap.deadLettered;
     d.snapshotAt = snap.applied;
     d.dirty = false;
@@ -1257,7 +1275,7 @@ export class QueueManager implements Queues {
     const all = [...q.msgs.values(), ...d.settling, ...d.flushingSettled].sort((a, b) => a.position - b.position);
     for (const m of all) add(m);
     const dedup: unknown[] = [];
-    for (const [k, v] of d.dedup.entries()) if (v.pending === undefined) dedup.push(k, v.position, v.at);
+    for (const [k, position, at] of d.dedup.entries()) dedup.push(k, position, at);
     const parked: string[] = [];
     for (const [g, grp] of q.groups) if (grp.parked) parked.push(g);
     const snap: Snapshot = {
