@@ -209,7 +209,7 @@ interface PullWaiter {
   done: () => void;
 }
 
-const SNAPSHOT_VERSION = 1;
+const SNAPSHOT_VERSION = 2;
 /** Bytes of ops per `$ops` record (well under eventBytesMax). */
 const OPS_RECORD_BYTES_MAX = 256 * 1024;
 /** An idle queue's snapshot is rewritten once the log has moved this far past it. */
@@ -788,7 +788,7 @@ export class QueueManager implements Queues {
     const d = this.#def(name);
     // The message may be durable but not yet read by the follower.
     await this.#waitApplied(this.#host.head);
-    const m = d.state.byId.get(idKeyOf(messageId));
+    const m = d.state.byId(idKeyOf(messageId));
     if (m === undefined || (m.state !== READY && m.state !== DELAYED)) return false;
     this.#settle(d, m, OUTCOME.cancelled);
     await this.#flushOps(d);
@@ -1219,17 +1219,35 @@ export class QueueManager implements Queues {
       return;
     }
     const q = d.state;
-    const r = snap.msgs;
-    for (let i = 0; i < r.length; i += 11) {
-      const m = new Msg(r[i] as number, r[i + 1] as string, (r[i + 2] as string | null) ?? undefined, r[i + 3] as number, r[i + 4] as number, r[i + 5] as number, r[i + 6] as number, r[i + 7] as number);
-      m.deliveries = r[i + 8] as number;
-      m.firstDeliveredAt = r[i + 9] as number;
-      m.attempts = (r[i + 10] as Array<[number, number]> | null) ?? undefined;
-      q.enqueue(m);
-      this.#totalMsgs++;
+    // Columns (see #writeSnapshot): 8 numbers and a 16-byte id per message. Checked before any
+    // is used, so a damaged file changes nothing (the queue is then rebuilt from the log).
+    const n = snap.count;
+    let num: Float64Array;
+    let dnum: Float64Array;
+    let attempts: Map<number, Array<[number, number]>>;
+    const ids = snap.ids;
+    try {
+      if (!Number.isSafeInteger(n) || !(ids instanceof Uint8Array) || ids.length < n * 16) throw new Error('message ids are missing');
+      if (!(snap.dedupIds instanceof Uint8Array) || snap.dedupIds.length < snap.dedupCount * 16) throw new Error('dedup ids are missing');
+      if (snap.groups !== null && (!Array.isArray(snap.groups) || snap.groups.length !== n)) throw new Error('groups do not match the messages');
+      num = f64s(snap.numbers, n * SNAPSHOT_NUMBERS);
+      dnum = f64s(snap.dedupNumbers, snap.dedupCount * 2);
+      attempts = new Map<number, Array<[number, number]>>(snap.attempts.map(([i, a]) => [i, a]));
+    } catch (err) {
+      this.#warn('queue snapshot damaged; rebuilding the queue from the log', { queue: d.info.name, file, error: (err as Error).message });
+      return;
     }
+    for (let i = 0, o = 0; i < n; i++, o += SNAPSHOT_NUMBERS) {
+      const m = new Msg(num[o]!, ids.toString('latin1', i * 16, i * 16 + 16), snap.groups?.[i] ?? undefined, num[o + 1]!, num[o + 2]!, num[o + 3]!, num[o + 4]!, num[o + 5]!);
+      m.deliveries = num[o + 6]!;
+      m.firstDeliveredAt = num[o + 7]!;
+      m.attempts = attempts.get(i);
+      q.enqueue(m);
+    }
+    this.#totalMsgs += n;
     for (const g of snap.parked) q.applyOp({ op: OP.PARK, position: 0, a: 0, b: 0, group: g });
-    for (let i = 0; i < snap.dedup.length; i += 3) d.dedup.remember(snap.dedup[i] as string, snap.dedup[i + 1] as number, snap.dedup[i + 2] as number);
+    const dn = snap.dedupCount;
+    for (let i = 0; i < dn; i++) d.dedup.remember(snap.dedupIds.toString('latin1', i * 16, i * 16 + 16), dnum[2 * i]!, dnum[2 * i + 1]!);
     q.counters.deadLettered = snap.deadLettered;
     d.snapshotAt = snap.applied;
     d.dirty = false;
@@ -1268,14 +1286,34 @@ export class QueueManager implements Queues {
   async #writeSnapshot(d: Def): Promise<void> {
     d.dirty = false;
     const q = d.state;
-    const msgs: unknown[] = [];
-    const add = (m: Msg): void => {
-      msgs.push(m.position, m.idKey, m.group ?? null, m.base, m.offset, m.bytes, m.sentAt, m.visibleAt, m.deliveries, m.firstDeliveredAt, m.attempts ?? null);
-    };
     const all = [...q.msgs.values(), ...d.settling, ...d.flushingSettled].sort((a, b) => a.position - b.position);
-    for (const m of all) add(m);
-    const dedup: unknown[] = [];
-    for (const [k, position, at] of d.dedup.entries()) dedup.push(k, position, at);
+    const n = all.length;
+    const numbers = new Float64Array(n * SNAPSHOT_NUMBERS);
+    const ids = Buffer.allocUnsafe(n * 16);
+    let groups: Array<string | null> | null = null;
+    const attempts: Array<[number, Array<[number, number]>]> = [];
+    for (let i = 0, o = 0; i < n; i++, o += SNAPSHOT_NUMBERS) {
+      const m = all[i]!;
+      numbers[o] = m.position;
+      numbers[o + 1] = m.base;
+      numbers[o + 2] = m.offset;
+      numbers[o + 3] = m.bytes;
+      numbers[o + 4] = m.sentAt;
+      numbers[o + 5] = m.visibleAt;
+      numbers[o + 6] = m.deliveries;
+      numbers[o + 7] = m.firstDeliveredAt;
+      ids.write(m.idKey, i * 16, 16, 'latin1');
+      if (m.group !== undefined) (groups ??= new Array<string | null>(n).fill(null))[i] = m.group;
+      if (m.attempts !== undefined) attempts.push([i, m.attempts]);
+    }
+    const dedupKeys: string[] = [];
+    const dedupNums: number[] = [];
+    for (const [k, position, at] of d.dedup.entries()) {
+      dedupKeys.push(k);
+      dedupNums.push(position, at);
+    }
+    const dedupIds = Buffer.allocUnsafe(dedupKeys.length * 16);
+    for (let i = 0; i < dedupKeys.length; i++) dedupIds.write(dedupKeys[i]!, i * 16, 16, 'latin1');
     const parked: string[] = [];
     for (const [g, grp] of q.groups) if (grp.parked) parked.push(g);
     const snap: Snapshot = {
@@ -1287,8 +1325,14 @@ export class QueueManager implements Queues {
       applied: this.#applied,
       deadLettered: q.counters.deadLettered,
       parked,
-      msgs,
-      dedup,
+      count: n,
+      numbers: Buffer.from(numbers.buffer, numbers.byteOffset, numbers.byteLength),
+      ids,
+      groups,
+      attempts,
+      dedupCount: dedupKeys.length,
+      dedupIds,
+      dedupNumbers: Buffer.from(new Float64Array(dedupNums).buffer),
     };
     const file = this.#snapshotFile(d.info.name);
     const tmp = `${file}.tmp`;
@@ -1380,8 +1424,29 @@ interface Snapshot {
   applied: number;
   deadLettered: number;
   parked: string[];
-  msgs: unknown[];
-  dedup: unknown[];
+  /** Messages not yet settled, by position: SNAPSHOT_NUMBERS float64s each (position, segment, offset, frame bytes, sent at, visible at, deliveries, first delivered at). */
+  count: number;
+  numbers: Buffer;
+  /** Their ids, 16 bytes each. */
+  ids: Buffer;
+  /** FIFO: each message's group (null: none); null when no message has one. */
+  groups: Array<string | null> | null;
+  /** [message index, failed deliveries] for the messages that have some. */
+  attempts: Array<[number, Array<[number, number]>]>;
+  /** Dedup ids (16 bytes each) with their position and send time (two float64s each). */
+  dedupCount: number;
+  dedupIds: Buffer;
+  dedupNumbers: Buffer;
+}
+
+const SNAPSHOT_NUMBERS = 8;
+
+/** `count` float64s from bytes that may not be 8-byte aligned. */
+function f64s(bytes: Uint8Array, count: number): Float64Array {
+  if (bytes.byteLength < count * 8) throw new Error('snapshot columns are shorter than their count');
+  const aligned = new Uint8Array(count * 8);
+  aligned.set(bytes.subarray(0, count * 8));
+  return new Float64Array(aligned.buffer);
 }
 
 /** Leases of one connection's pull receives: released together when it goes. */

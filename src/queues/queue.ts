@@ -105,7 +105,8 @@ export class QueueState {
   readonly name: string;
   settings: QueueSettings;
   readonly msgs = new Map<number, Msg>();
-  readonly byId = new Map<string, Msg>();
+  /** Messages by id, built on first use (cancel is rare; a map entry per message is not). */
+  #byId: Map<string, Msg> | undefined;
   readonly groups = new Map<string, Group>();
   readonly counters: QueueCounters = { sent: 0, acked: 0, nacked: 0, redelivered: 0, expired: 0, dropped: 0, rejected: 0, deadLettered: 0 };
   /** Counts by state. */
@@ -148,6 +149,15 @@ export class QueueState {
     this.#onDead = hooks.onDead;
   }
 
+  /** The message not yet settled with this id (the id's 16 bytes as latin1). */
+  byId(idKey: string): Msg | undefined {
+    if (this.#byId === undefined) {
+      this.#byId = new Map();
+      for (const m of this.msgs.values()) this.#byId.set(m.idKey, m);
+    }
+    return this.#byId.get(idKey);
+  }
+
   get fifo(): boolean {
     return this.settings.ordering === 'fifo';
   }
@@ -163,7 +173,7 @@ export class QueueState {
   /** A message read from the log joins the queue. */
   enqueue(m: Msg): void {
     this.msgs.set(m.position, m);
-    this.byId.set(m.idKey, m);
+    this.#byId?.set(m.idKey, m);
     m.state = DELAYED;
     this.count[DELAYED]!++;
     if (m.group !== undefined && this.fifo) {
@@ -324,7 +334,7 @@ export class QueueState {
     m.state = -1;
     m.seq++;
     this.msgs.delete(m.position);
-    if (this.byId.get(m.idKey) === m) this.byId.delete(m.idKey);
+    if (this.#byId?.get(m.idKey) === m) this.#byId.delete(m.idKey);
     m.cached = undefined;
     if (outcome === OUTCOME.acked && this.live) this.counters.acked++;
     if (m.group !== undefined && this.fifo) {
@@ -536,7 +546,7 @@ export class QueueState {
       m.cached = undefined;
     }
     this.msgs.clear();
-    this.byId.clear();
+    this.#byId = undefined;
     this.groups.clear();
     this.#ready.clear();
     this.#fresh = [];
