@@ -11,3 +11,7 @@ export { ManualClock, systemClock } from './queues/clock.js';
 export type { Clock } from './queues/clock.js';
 export type { QueueOptions } from './queues/manager.js';
 export { DEFAULT_QUEUE_SETTINGS } from './queues/settings.js';
+export { handleCommand, loadState } from './decider/index.js';
+export type { Decider, DeciderEvent, HandleOptions, HandleResult } from './decider/index.js';
+export { givenEvents } from './decider/testing.js';
+export type { When } from './decider/testing.js';
