@@ -23,7 +23,7 @@ import {
   UnsupportedMediaTypeError,
 } from '../core/errors.js';
 import { CONTENT_TYPE_JSON } from '../core/events.js';
-import type { EventInput, EventStore, ExpectedRevision, ReadAllFilter, RecordedEvent } from '../core/events.js';
+import type { EventInput, EventStore, ExpectedRevision, ReadAllFilter, RecordedEvent, Subscription } from '../core/events.js';
 import { isUuid } from '../core/ids.js';
 import type { ServerLimits } from '../core/limits.js';
 import { requireReadAll, requireRole } from './auth.js';
@@ -220,6 +220,8 @@ interface RouteDef {
   body?: TSchema;
   /** The body may be left out (every field is optional): it is taken as `{}`. */
   bodyOptional?: boolean;
+  /** The success response is a `text/event-stream` (Server-Sent Events) that the handler writes itself. */
+  eventStream?: boolean;
   /** Extra request content types (besides application/json) with their body schema. */
   bodyTypes?: Record<string, TSchema>;
   responses: Record<number, TSchema>;
@@ -405,7 +407,117 @@ function streamRoutes(ctx: HttpContext): RouteDef[] {
         return { status: 'ready' };
       },
     },
+    {
+      method: 'GET',
+      url: '/subscribe/all',
+      operationId: 'subscribeToAll',
+      summary:
+        'Server-Sent Events: the log from a position (history, then live events as they are appended), with the filters of /all. Each event has `id:` its position; a reconnect with `Last-Event-ID` resumes right after it.',
+      auth: true,
+      eventStream: true,
+      querystring: SubscribeQuery,
+      responses: { 200: EventOut },
+      handler: async (req, reply, p) => {
+        const q = req.query as { from?: number | 'start' | 'end'; streamPrefix?: string; category?: string; types?: string };
+        const filter: ReadAllFilter = {};
+        if (q.streamPrefix) filter.streamPrefix = q.streamPrefix.split(',');
+        if (q.category) filter.category = q.category.split(',');
+        if (q.types) filter.types = q.types.split(',');
+        const f = Object.keys(filter).length > 0 ? filter : undefined;
+        requireReadAll(p, f);
+        const resume = lastEventId(req);
+        // 'end' is resolved now and sent as the first id, so a reconnect before any event
+        // resumes from here, not from a later end.
+        let from = resume !== undefined ? resume + 1 : (q.from ?? 'end');
+        if (from === 'end') from = (await store.headPosition()) + 1;
+        if (from === 'start') from = 1;
+        const sub = store.subscribeToAll({ from, filter: f });
+        await streamEvents(reply, sub, (e) => e.position, limits, from - 1);
+      },
+    },
+    {
+      method: 'GET',
+      url: '/subscribe/streams/:stream',
+      operationId: 'subscribeToStream',
+      summary: 'Server-Sent Events: one stream from a revision, then live. Each event has `id:` its revision; `Last-Event-ID` resumes after it.',
+      auth: true,
+      eventStream: true,
+      params: StreamParams,
+      querystring: Type.Object({ from: Type.Optional(From) }, { additionalProperties: false }),
+      responses: { 200: EventOut },
+      handler: async (req, reply, p) => {
+        const { stream } = req.params as { stream: string };
+        requireRole(p, 'read', stream);
+        const q = req.query as { from?: number | 'start' | 'end' };
+        const resume = lastEventId(req);
+        let from = resume !== undefined ? resume + 1 : (q.from ?? 'end');
+        if (from === 'end') from = ((await store.streamInfo(stream))?.revision ?? -1) + 1;
+        if (from === 'start') from = 0;
+        const sub = store.subscribeToStream(stream, { from });
+        await streamEvents(reply, sub, (e) => e.revision, limits, from - 1);
+      },
+    },
   ];
+}
+
+const SubscribeQuery = Type.Object(
+  {
+    from: Type.Optional(From),
+    streamPrefix: Type.Optional(Type.String({ minLength: 1, description: 'Comma-separated prefixes.' })),
+    category: Type.Optional(Type.String({ minLength: 1, description: 'Comma-separated categories.' })),
+    types: Type.Optional(Type.String({ minLength: 1, description: 'Comma-separated event types.' })),
+  },
+  { additionalProperties: false },
+);
+
+/** The position or revision in a `Last-Event-ID` header, if any. */
+function lastEventId(req: FastifyRequest): number | undefined {
+  const h = req.headers['last-event-id'];
+  if (h === undefined) return undefined;
+  const v = Array.isArray(h) ? h[0]! : h;
+  if (!/^\d{1,15}$/.test(v)) throw new InvalidArgumentError(`Last-Event-ID must be the id of an event this server sent (a number), got '${v.slice(0, 40)}'`);
+  return Number(v);
+}
+
+/**
+ * Writes a subscription as Server-Sent Events until the client goes away: `id:` (position or
+ * revision), `event:` (the type), `data:` (the event as JSON), and a comment every 15 s so
+ * proxies keep the connection. Waits for the socket to drain rather than buffering without bound.
+ */
+async function streamEvents(reply: FastifyReply, sub: Subscription, idOf: (e: RecordedEvent) => number, limits: ServerLimits, startId: number): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+  // An id with no data sets the client's Last-Event-ID without an event: where it starts.
+  res.write(startId >= 0 ? `: subscribed\nid: ${startId}\n\n` : ': subscribed\n\n');
+  let gone = false;
+  const wakeDrain: Array<() => void> = [];
+  res.on('close', () => {
+    gone = true;
+    void sub.close();
+    for (const w of wakeDrain.splice(0)) w();
+  });
+  res.on('drain', () => {
+    for (const w of wakeDrain.splice(0)) w();
+  });
+  const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+  ping.unref();
+  try {
+    for await (const page of sub.pages()) {
+      if (gone) break;
+      let chunk = '';
+      for (const e of page) chunk += `id: ${idOf(e)}\nevent: ${e.type}\ndata: ${JSON.stringify(eventToJson(e))}\n\n`;
+      if (!res.write(chunk) || res.writableLength > limits.outputBufferBytesMax) {
+        await new Promise<void>((resolve) => wakeDrain.push(resolve));
+      }
+    }
+  } catch (err) {
+    if (!gone) res.write(`event: error\ndata: ${JSON.stringify(err instanceof EventfulError ? err.toJSON() : { code: 'INTERNAL', message: 'the subscription failed' })}\n\n`);
+  } finally {
+    clearInterval(ping);
+    await sub.close();
+    if (!gone) res.end();
+  }
 }
 
 function queueRoutes(ctx: HttpContext): RouteDef[] {
@@ -798,7 +910,10 @@ export function openApiDocument(defs: RouteDef[], version: string): Record<strin
       for (const [name, s] of Object.entries(props)) parameters.push({ name, in: where, required: where === 'path' || required.has(name), schema: s });
     }
     const responses: Record<string, unknown> = {};
-    for (const [status, schema] of Object.entries(r.responses)) responses[status] = { description: Number(status) < 300 ? 'OK' : 'Error', content: { 'application/json': { schema } } };
+    for (const [status, schema] of Object.entries(r.responses)) {
+      const type = r.eventStream === true && Number(status) < 300 ? 'text/event-stream' : 'application/json';
+      responses[status] = { description: Number(status) < 300 ? 'OK' : 'Error', content: { [type]: { schema } } };
+    }
     responses.default = { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
     const op: Record<string, unknown> = { operationId: r.operationId, summary: r.summary, parameters, responses };
     if (r.auth) op.security = [{ bearer: [] }];

@@ -662,6 +662,94 @@ test('the server refuses to listen on a non-loopback address without auth, and s
 });
 
 // ---------------------------------------------------------------------------------------------
+// Server-Sent Events
+
+interface SseEvent {
+  id?: string;
+  event?: string;
+  data?: string;
+}
+
+/** Opens an SSE stream and collects events until `until` says stop (or the timeout). */
+async function sse(pathAndQuery: string, until: (events: SseEvent[], lastId: string | undefined) => boolean, headers: Record<string, string> = {}): Promise<{ status: number; contentType: string; events: SseEvent[]; lastId: string | undefined }> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 10_000);
+  const res = await fetch(main.httpUrl + pathAndQuery, { headers, signal: abort.signal });
+  const events: SseEvent[] = [];
+  let lastId: string | undefined;
+  let buf = '';
+  const decoder = new TextDecoder();
+  try {
+    if (res.status !== 200) return { status: res.status, contentType: res.headers.get('content-type') ?? '', events, lastId };
+    const reader = res.body!.getReader();
+    while (!until(events, lastId)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      let cut: number;
+      while ((cut = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        const e: SseEvent = {};
+        for (const line of block.split('\n')) {
+          if (line.startsWith(':')) continue;
+          const i = line.indexOf(':');
+          const k = line.slice(0, i);
+          const v = line.slice(i + 1).replace(/^ /, '');
+          if (k === 'id') lastId = e.id = v;
+          else if (k === 'event') e.event = v;
+          else if (k === 'data') e.data = (e.data === undefined ? '' : e.data + '\n') + v;
+        }
+        if (e.data !== undefined) events.push(e);
+        if (until(events, lastId)) break;
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+  }
+  return { status: res.status, contentType: res.headers.get('content-type') ?? '', events, lastId };
+}
+
+test('Server-Sent Events: $all and a stream, history then live, resuming after Last-Event-ID with no gap and no duplicate', async () => {
+  const stream = `sse-${randomUUID().slice(0, 8)}`;
+  for (let i = 0; i < 5; i++) assert.equal((await post(`/streams/${stream}`, { events: [{ type: 'Tick', data: { i } }] })).status, 201);
+  // History from the start of the stream, then live events appended while it is open.
+  const live = sse(`/subscribe/streams/${stream}?from=start`, (es) => es.length >= 8);
+  await new Promise((r) => setTimeout(r, 200));
+  for (let i = 5; i < 8; i++) await post(`/streams/${stream}`, { events: [{ type: 'Tick', data: { i } }] });
+  const got = await live;
+  assert.equal(got.status, 200);
+  assert.match(got.contentType, /^text\/event-stream/);
+  assert.deepEqual(got.events.map((e) => JSON.parse(e.data!).data.i), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(got.events.map((e) => e.id), ['0', '1', '2', '3', '4', '5', '6', '7'], 'ids are revisions');
+  assert.equal(got.events[0]!.event, 'Tick');
+  // Resume after revision 3: exactly 4..7.
+  const resumed = await sse(`/subscribe/streams/${stream}`, (es) => es.length >= 4, { 'last-event-id': '3' });
+  assert.deepEqual(resumed.events.map((e) => e.id), ['4', '5', '6', '7']);
+
+  // $all with a category filter; ids are positions; resume after the second.
+  const all = await sse(`/subscribe/all?from=start&category=${stream.split('-')[0]}`, (es) => es.length >= 8);
+  const positions = all.events.map((e) => Number(e.id));
+  assert.deepEqual(positions, [...positions].sort((a, b) => a - b));
+  assert.ok(all.events.every((e) => JSON.parse(e.data!).stream.startsWith('sse-')));
+  const after = await sse(`/subscribe/all?category=sse`, (es) => es.length >= 6, { 'last-event-id': String(positions[1]) });
+  assert.deepEqual(after.events.slice(0, 6).map((e) => Number(e.id)), positions.slice(2, 8));
+  // From the end: the first id sent (with no event) is the head, so a reconnect misses nothing.
+  const head = (await get('/info')).body.headPosition;
+  const tail = await sse('/subscribe/all', (_es, id) => id !== undefined);
+  assert.equal(tail.lastId, String(head));
+
+  // Bad input gets a JSON error, as everywhere.
+  const bad = await fetch(main.httpUrl + `/subscribe/streams/${stream}`, { headers: { 'last-event-id': 'x1' } });
+  assert.equal(bad.status, 400);
+  assert.equal(((await bad.json()) as { code: string }).code, 'INVALID_ARGUMENT');
+  const badFrom = await fetch(main.httpUrl + '/subscribe/all?from=soon');
+  assert.equal(badFrom.status, 400);
+  await badFrom.text();
+});
+
+// ---------------------------------------------------------------------------------------------
 // Queues (after the log check above: queues write records of their own to the log)
 
 test('queues over HTTP: create, send, long-poll receive, ack, nack to dead letters, redrive, stats, and typed errors', async () => {
@@ -866,6 +954,8 @@ test('OpenAPI: every route is documented and answers, and every response above m
   // Every documented operation answers a valid request (not "no route").
   const probes: Record<string, () => Promise<Reply>> = {
     'POST /streams/{stream}': () => post('/streams/probe-1', { events: [{ type: 'Probe' }] }),
+    'GET /subscribe/all': async () => ({ ...(await sse('/subscribe/all?from=start', () => true)), body: {}, headers: new Headers() }),
+    'GET /subscribe/streams/{stream}': async () => ({ ...(await sse('/subscribe/streams/order-1?from=start', () => true)), body: {}, headers: new Headers() }),
     'POST /queues/{queue}': () => post('/queues/probe-q', {}),
     'PUT /queues/{queue}/settings': () => call('main', 'PUT', '/queues/probe-q/settings', { json: { leaseMs: 1000 } }),
     'POST /queues/{queue}/messages': () => post('/queues/probe-q/messages', { messages: [{ body: 1 }] }),
