@@ -721,11 +721,14 @@ export class QueueManager implements Queues {
       if (keySet.has(idKey)) throw new InvalidArgumentError(`message ${i}: id ${id} appears twice in one send`);
       keySet.add(idKey);
       keys.push(idKey);
-      const metadata: Record<string, unknown> = { ...m.headers };
-      if (m.groupKey !== undefined) metadata.$group = m.groupKey;
+      // Metadata only when there is some: most messages have none, and an empty object costs a
+      // JSON encoding per message for nothing.
+      let metadata: Record<string, unknown> | undefined = m.headers === undefined ? undefined : { ...m.headers };
+      if (m.groupKey !== undefined) (metadata ??= {}).$group = m.groupKey;
       const deliverAt = Math.max(m.deliverAt ?? 0, q.settings.deliveryDelayMs > 0 ? now + q.settings.deliveryDelayMs : 0);
-      if (deliverAt > now) metadata.$deliverAt = deliverAt;
-      const e: EventInput = { id, type: m.type ?? 'message', data: m.body, metadata };
+      if (deliverAt > now) (metadata ??= {}).$deliverAt = deliverAt;
+      const e: EventInput = { id, type: m.type ?? 'message', data: m.body };
+      if (metadata !== undefined) e.metadata = metadata;
       if (m.contentType !== undefined) e.contentType = m.contentType;
       events.push(e);
       fresh.push(i);
@@ -1721,11 +1724,9 @@ function checkMessage(raw: unknown, i: number, fifo: boolean, now: number, limit
   if (m.deliverAt !== undefined && (!Number.isSafeInteger(m.deliverAt) || m.deliverAt < 0 || m.deliverAt > now + limits.queueDelayMsMax)) {
     throw new InvalidArgumentError(`message ${i}: deliverAt must be a time (ms since the epoch) at most ${limits.queueDelayMsMax} ms from now`, { index: i });
   }
-  const out: MessageInput = { ...m };
-  if (m.delayMs !== undefined) {
-    out.deliverAt = now + m.delayMs;
-    delete out.delayMs;
-  }
+  if (m.delayMs === undefined) return m;
+  const out: MessageInput = { ...m, deliverAt: now + m.delayMs };
+  delete out.delayMs;
   return out;
 }
 
