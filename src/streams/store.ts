@@ -521,11 +521,25 @@ export class FileEventStore implements EventStore {
   async #warmIdWindow(): Promise<void> {
     const max = this.limits.idempotencyWindowEvents;
     if (max === 0 || this.#head === 0) return;
-    const recent = await this.readAll({ direction: 'backwards', limit: max }).toArray();
-    for (let i = recent.length - 1; i >= 0; i--) {
-      const e = recent[i]!;
-      this.#idWindow.add(idKeyOf(e), e.stream, e.revision);
+    // The log's last `max` frames, newest first, read straight from the frames (no event
+    // objects): this runs on every open.
+    const ids: string[] = [];
+    const streams: string[] = [];
+    const revisions: number[] = [];
+    let base: number | undefined = this.#committedBase;
+    outer: while (base !== undefined) {
+      const to = base === this.#committedBase ? this.#committedEnd : fs.statSync(this.#segments.fileOf(base)).size;
+      for await (const { buf, offsets } of scanBackward(this.#segments, base, HEADER_BYTES, to, this.#scan)) {
+        for (const off of offsets) {
+          ids.push(buf.toString('latin1', off + 34, off + 50));
+          streams.push(frame.stream(buf, off));
+          revisions.push(frame.revision(buf, off));
+          if (ids.length >= max) break outer;
+        }
+      }
+      base = this.#segments.previous(base);
     }
+    for (let i = ids.length - 1; i >= 0; i--) this.#idWindow.add(ids[i]!, streams[i]!, revisions[i]!);
   }
 
   #fail(err: Error): void {
