@@ -8,7 +8,6 @@
  */
 import { InvalidArgumentError, ProtocolError, errorFromWire } from '../core/errors.js';
 import type { EventfulError } from '../core/errors.js';
-import type { RecordedEvent } from '../core/events.js';
 import type {
   ConsumeOptions,
   Consumer,
@@ -27,6 +26,7 @@ import { FRAME } from '../protocol/codec.js';
 import type { Frame } from '../protocol/codec.js';
 import { messageToWire } from '../protocol/messages.js';
 import { decodeEventRecords } from '../protocol/records.js';
+import { QueueDelivery } from '../core/delivery.js';
 import type { Connection, StreamHandler } from './connection.js';
 
 export class RemoteQueues implements Queues {
@@ -106,69 +106,8 @@ export class RemoteQueues implements Queues {
 
 type Settle = (receipts: string | string[], kind: 'ack' | 'nack' | 'extend', arg: unknown) => Promise<void>;
 
-class RemoteDelivery implements Delivery {
-  readonly queue: string;
-  readonly receipt: string;
-  readonly deliveryCount: number;
-  readonly firstDeliveredAt: number;
-  readonly leaseExpiresAt: number;
-  readonly groupKey: string | undefined;
-  /** The message as stored in the log. */
-  readonly event: RecordedEvent;
-  #settle: Settle;
-  #headers: Record<string, unknown> | undefined;
 
-  constructor(queue: string, event: RecordedEvent, lease: unknown[], settle: Settle) {
-    this.queue = queue;
-    this.event = event;
-    this.receipt = lease[0] as string;
-    this.deliveryCount = lease[1] as number;
-    this.firstDeliveredAt = lease[2] as number;
-    this.leaseExpiresAt = lease[3] as number;
-    this.groupKey = (lease[4] as string | null) ?? undefined;
-    this.#settle = settle;
-  }
-  get position(): number {
-    return this.event.position;
-  }
-  get id(): string {
-    return this.event.id;
-  }
-  get stream(): string {
-    return this.event.stream;
-  }
-  get type(): string {
-    return this.event.type;
-  }
-  get contentType(): string {
-    return this.event.contentType;
-  }
-  get body(): unknown {
-    return this.event.data;
-  }
-  get sentAt(): number {
-    return this.event.timestamp;
-  }
-  get headers(): Record<string, unknown> {
-    if (this.#headers === undefined) {
-      const h: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(this.event.metadata)) if (!k.startsWith('$') || k === '$deadLetter') h[k] = v;
-      this.#headers = h;
-    }
-    return this.#headers;
-  }
-  ack(): Promise<void> {
-    return this.#settle(this.receipt, 'ack', undefined);
-  }
-  nack(options?: NackOptions): Promise<void> {
-    return this.#settle(this.receipt, 'nack', options);
-  }
-  extend(leaseMs?: number): Promise<void> {
-    return this.#settle(this.receipt, 'extend', leaseMs);
-  }
-}
-
-function deliveriesOf(body: Record<string, unknown>, settle: Settle): RemoteDelivery[] {
+function deliveriesOf(body: Record<string, unknown>, settle: Settle): QueueDelivery[] {
   if (body.count === 0 || body.records === undefined) return [];
   if (!(body.records instanceof Uint8Array) || typeof body.count !== 'number' || !Array.isArray(body.leases) || body.leases.length !== body.count) {
     throw new ProtocolError('DELIVERIES needs records, a count and one lease per record');
@@ -176,14 +115,18 @@ function deliveriesOf(body: Record<string, unknown>, settle: Settle): RemoteDeli
   const events = decodeEventRecords(body.records, body.count);
   const queue = body.queue as string;
   const leases = body.leases as unknown[][];
-  return events.map((e, i) => new RemoteDelivery(queue, e, leases[i]!, settle));
+  return events.map((e, i) => {
+    const l = leases[i]!;
+    const lease = { receipt: l[0] as string, deliveryCount: l[1] as number, firstDeliveredAt: l[2] as number, leaseExpiresAt: l[3] as number, groupKey: (l[4] as string | null) ?? undefined };
+    return new QueueDelivery(queue, e, lease, settle);
+  });
 }
 
 class RemoteConsumer implements Consumer {
   readonly queue: string;
   #conn: Connection;
   #settle: Settle;
-  #buffer: RemoteDelivery[] = [];
+  #buffer: QueueDelivery[] = [];
   #waiter: (() => void) | undefined;
   #failure: EventfulError | undefined;
   #done = false;

@@ -63,6 +63,8 @@ import { systemClock } from './clock.js';
 import type { Clock } from './clock.js';
 import { OP, OPS_EVENT_TYPE, OUTCOME, OUTCOME_NAMES, OpBuffer, decodeOps } from './ops.js';
 import { DELAYED, LEASED, Msg, QueueState, READY, SETTLING } from './queue.js';
+import { QueueDelivery } from '../core/delivery.js';
+import type { SettleLease } from '../core/delivery.js';
 import type { Holder } from './queue.js';
 import { DEFAULT_QUEUE_SETTINGS, DEFINITIONS_STREAM, checkQueueName, opsStream, queueStream, resolveSettings } from './settings.js';
 
@@ -456,20 +458,26 @@ export class QueueManager implements Queues {
       this.#startFollower(this.#applied + 1);
       return;
     }
-    const target = Math.max(this.#applied, definedAt);
-    if (from <= target) {
-      const sub = { closed: false };
-      outer: for await (const chunk of this.#host.tailFrames(from, sub)) {
+    await this.#readRange(from, Math.max(this.#applied, definedAt), (buf, off, base, fileOffset, pos) => this.#route(buf, off, base, fileOffset, pos, d));
+    if (!d.state.live) this.#goLive(d);
+  }
+
+  /** Hands every frame of the log from `from` to `to` (inclusive) to `visit`, then stops. */
+  async #readRange(from: number, to: number, visit: (buf: Buffer, off: number, base: number, fileOffset: number, pos: number) => void): Promise<void> {
+    if (from > to) return;
+    const sub = { closed: false };
+    try {
+      for await (const chunk of this.#host.tailFrames(from, sub)) {
         for (const off of chunk.offsets) {
           const pos = frame.position(chunk.buf, off);
-          if (pos > target) break outer;
-          this.#route(chunk.buf, off, chunk.base, chunk.fileOffset, pos, d);
+          if (pos > to) return;
+          visit(chunk.buf, off, chunk.base, chunk.fileOffset, pos);
+          if (pos === to) return;
         }
-        if (frame.position(chunk.buf, chunk.offsets[chunk.offsets.length - 1]!) >= target) break;
       }
+    } finally {
       sub.closed = true;
     }
-    if (!d.state.live) this.#goLive(d);
   }
 
   async update(name: string, settings: QueueSettingsInput): Promise<QueueInfo> {
@@ -492,19 +500,10 @@ export class QueueManager implements Queues {
 
   /** A binding added to a live queue, starting before the follower's place: events only. */
   async #catchUpBinding(d: Def): Promise<void> {
-    const target = this.#applied;
-    const sub = { closed: false };
-    outer: for await (const chunk of this.#host.tailFrames(d.bindFrom, sub)) {
-      for (const off of chunk.offsets) {
-        const pos = frame.position(chunk.buf, off);
-        if (pos > target) break outer;
-        const stream = frame.stream(chunk.buf, off);
-        if (stream.charCodeAt(0) !== 36 && d.filter !== undefined && matchesFrame(d.filter, chunk.buf, off, stream)) {
-          this.#enqueue(d, chunk.buf, off, chunk.base, chunk.fileOffset, pos, stream, false);
-        }
-      }
-    }
-    sub.closed = true;
+    await this.#readRange(d.bindFrom, this.#applied, (buf, off, base, fileOffset, pos) => {
+      const stream = frame.stream(buf, off);
+      if (stream.charCodeAt(0) !== 36 && d.filter !== undefined && matchesFrame(d.filter, buf, off, stream)) this.#enqueue(d, buf, off, base, fileOffset, pos, stream, false);
+    });
   }
 
   async get(name: string): Promise<QueueInfo | undefined> {
@@ -929,7 +928,7 @@ export class QueueManager implements Queues {
   }
 
   /** Deliveries for leased messages: their bytes from the cache or the log. */
-  #materialize(d: Def, msgs: Msg[], owner: object | undefined): DeliveryImpl[] {
+  #materialize(d: Def, msgs: Msg[], owner: object | undefined): QueueDelivery[] {
     const events: Array<RecordedEvent | undefined> = new Array(msgs.length);
     const missing: number[] = [];
     for (let i = 0; i < msgs.length; i++) {
@@ -941,10 +940,13 @@ export class QueueManager implements Queues {
       const read = this.#host.readFramesAt(missing.map((i) => msgs[i]!));
       for (let k = 0; k < missing.length; k++) events[missing[k]!] = read[k];
     }
-    const out: DeliveryImpl[] = new Array(msgs.length);
+    const name = d.info.name;
+    const settle: SettleLease = (receipt, kind, arg) =>
+      kind === 'ack' ? this.ackAs(name, receipt, owner) : kind === 'nack' ? this.nackAs(name, receipt, arg as NackOptions | undefined, owner) : this.extendAs(name, receipt, arg as number | undefined, owner);
+    const out: QueueDelivery[] = new Array(msgs.length);
     for (let i = 0; i < msgs.length; i++) {
       const m = msgs[i]!;
-      out[i] = new DeliveryImpl(this, d.info.name, m, events[i]!, owner);
+      out[i] = new QueueDelivery(name, events[i]!, { receipt: m.lease!.receipt, deliveryCount: m.deliveries, firstDeliveredAt: m.firstDeliveredAt, leaseExpiresAt: m.lease!.expiresAt, groupKey: m.group }, settle);
     }
     return out;
   }
@@ -975,10 +977,7 @@ export class QueueManager implements Queues {
     const o = checkNackOptions(options, this.#limits);
     const d = this.#def(name);
     const msgs = this.#leased(d, receipts, owner);
-    for (const m of msgs) {
-      if (d.state.fifo && m.group !== undefined && o.deadLetter) d.state.fail(m, OUTCOME.nacked, undefined, true, o.reason);
-      else d.state.fail(m, OUTCOME.nacked, o.delayMs, o.deadLetter === true, o.reason);
-    }
+    for (const m of msgs) d.state.fail(m, OUTCOME.nacked, o.delayMs, o.deadLetter === true, o.reason);
     await this.#flushOps(d);
   }
 
@@ -1462,91 +1461,6 @@ export class LeaseGroup implements Holder {
   freed(): void {}
 }
 
-/** A delivery: the message's event and its lease, with ack/nack/extend bound to its holder. */
-export class DeliveryImpl implements Delivery {
-  readonly queue: string;
-  readonly receipt: string;
-  readonly deliveryCount: number;
-  readonly firstDeliveredAt: number;
-  readonly leaseExpiresAt: number;
-  readonly position: number;
-  readonly groupKey: string | undefined;
-  readonly sentAt: number;
-  /** The message as stored in the log. */
-  readonly event: RecordedEvent;
-  #manager: QueueManager;
-  #owner: object | undefined;
-  #headers: Record<string, unknown> | undefined;
-
-  constructor(manager: QueueManager, queue: string, m: Msg, event: RecordedEvent, owner: object | undefined) {
-    this.#manager = manager;
-    this.#owner = owner;
-    this.queue = queue;
-    this.receipt = m.lease!.receipt;
-    this.deliveryCount = m.deliveries;
-    this.firstDeliveredAt = m.firstDeliveredAt;
-    this.leaseExpiresAt = m.lease!.expiresAt;
-    this.position = m.position;
-    this.groupKey = m.group;
-    this.sentAt = m.sentAt;
-    this.event = event;
-  }
-
-  get id(): string {
-    return this.event.id;
-  }
-  get stream(): string {
-    return this.event.stream;
-  }
-  get type(): string {
-    return this.event.type;
-  }
-  get contentType(): string {
-    return this.event.contentType;
-  }
-  get body(): unknown {
-    return this.event.data;
-  }
-  get headers(): Record<string, unknown> {
-    if (this.#headers === undefined) {
-      const h: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(this.event.metadata)) if (!k.startsWith('$') || k === '$deadLetter') h[k] = v;
-      this.#headers = h;
-    }
-    return this.#headers;
-  }
-
-  ack(): Promise<void> {
-    return this.#manager.ackAs(this.queue, this.receipt, this.#owner);
-  }
-  nack(options?: NackOptions): Promise<void> {
-    return this.#manager.nackAs(this.queue, this.receipt, options, this.#owner);
-  }
-  extend(leaseMs?: number): Promise<void> {
-    return this.#manager.extendAs(this.queue, this.receipt, leaseMs, this.#owner);
-  }
-
-  toJSON(): Record<string, unknown> {
-    const out: Record<string, unknown> = {
-      queue: this.queue,
-      receipt: this.receipt,
-      deliveryCount: this.deliveryCount,
-      firstDeliveredAt: this.firstDeliveredAt,
-      leaseExpiresAt: this.leaseExpiresAt,
-      position: this.position,
-      id: this.id,
-      stream: this.stream,
-      type: this.type,
-      contentType: this.contentType,
-      body: this.event.isJson ? this.body : Buffer.from(this.event.rawData).toString('base64'),
-      headers: this.headers,
-      sentAt: this.sentAt,
-    };
-    if (this.groupKey !== undefined) out.groupKey = this.groupKey;
-    return out;
-  }
-}
-
 /** A push consumer: deliveries buffered up to its prefetch, leases released when it closes. */
 export class ConsumerImpl implements Consumer, Holder {
   readonly queue: string;
@@ -1556,7 +1470,7 @@ export class ConsumerImpl implements Consumer, Holder {
   closed = false;
   #manager: QueueManager;
   #def: Def | undefined;
-  #buffer: DeliveryImpl[] = [];
+  #buffer: QueueDelivery[] = [];
   #waiter: (() => void) | undefined;
   #error: unknown;
 
@@ -1579,7 +1493,7 @@ export class ConsumerImpl implements Consumer, Holder {
     if (!this.closed) this.#manager.scheduleDispatchFor(this.#def);
   }
 
-  push(deliveries: DeliveryImpl[]): void {
+  push(deliveries: QueueDelivery[]): void {
     for (const d of deliveries) this.#buffer.push(d);
     this.#wake();
   }
@@ -1591,7 +1505,7 @@ export class ConsumerImpl implements Consumer, Holder {
   }
 
   /** Everything buffered, waiting for at least one; undefined once closed. */
-  async takeBatch(): Promise<DeliveryImpl[] | undefined> {
+  async takeBatch(): Promise<QueueDelivery[] | undefined> {
     for (;;) {
       if (this.#buffer.length > 0) return this.#buffer.splice(0);
       if (this.#error !== undefined) {

@@ -28,7 +28,8 @@ import { isUuid } from '../core/ids.js';
 import type { ServerLimits } from '../core/limits.js';
 import { requireReadAll, requireRole } from './auth.js';
 import type { Authenticator, Principal, Role } from './auth.js';
-import type { DeliveryImpl, QueueManager } from '../queues/manager.js';
+import type { QueueManager } from '../queues/manager.js';
+import type { QueueDelivery } from '../core/delivery.js';
 import { queueStream } from '../queues/settings.js';
 import type { MessageInput, NackOptions, QueueSettingsInput, RedriveOptions } from '../core/queues.js';
 
@@ -344,11 +345,7 @@ function streamRoutes(ctx: HttpContext): RouteDef[] {
       responses: { 200: Type.Object({ events: Type.Array(EventOut), next: Type.Union([Type.Integer(), Type.Null()]) }, { additionalProperties: false }) },
       handler: async (req, _reply, p) => {
         const q = req.query as { from?: number | 'start' | 'end'; direction?: 'forwards' | 'backwards'; limit?: number; streamPrefix?: string; category?: string; types?: string };
-        const filter: ReadAllFilter = {};
-        if (q.streamPrefix) filter.streamPrefix = q.streamPrefix.split(',');
-        if (q.category) filter.category = q.category.split(',');
-        if (q.types) filter.types = q.types.split(',');
-        const f = Object.keys(filter).length > 0 ? filter : undefined;
+        const f = filterOf(q);
         requireReadAll(p, f);
         const limit = readLimit(q);
         const events = await store.readAll({ from: q.from, direction: q.direction, limit: limit + 1, filter: f }).toArray();
@@ -419,11 +416,7 @@ function streamRoutes(ctx: HttpContext): RouteDef[] {
       responses: { 200: EventOut },
       handler: async (req, reply, p) => {
         const q = req.query as { from?: number | 'start' | 'end'; streamPrefix?: string; category?: string; types?: string };
-        const filter: ReadAllFilter = {};
-        if (q.streamPrefix) filter.streamPrefix = q.streamPrefix.split(',');
-        if (q.category) filter.category = q.category.split(',');
-        if (q.types) filter.types = q.types.split(',');
-        const f = Object.keys(filter).length > 0 ? filter : undefined;
+        const f = filterOf(q);
         requireReadAll(p, f);
         const resume = lastEventId(req);
         // 'end' is resolved now and sent as the first id, so a reconnect before any event
@@ -469,6 +462,15 @@ const SubscribeQuery = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** The $all filter of a query string's comma-separated lists, or undefined when none is given. */
+function filterOf(q: { streamPrefix?: string; category?: string; types?: string }): ReadAllFilter | undefined {
+  const filter: ReadAllFilter = {};
+  if (q.streamPrefix) filter.streamPrefix = q.streamPrefix.split(',');
+  if (q.category) filter.category = q.category.split(',');
+  if (q.types) filter.types = q.types.split(',');
+  return Object.keys(filter).length > 0 ? filter : undefined;
+}
 
 /** The position or revision in a `Last-Event-ID` header, if any. */
 function lastEventId(req: FastifyRequest): number | undefined {
@@ -613,7 +615,7 @@ function queueRoutes(ctx: HttpContext): RouteDef[] {
         const gone = new AbortController();
         reply.raw.once('close', () => gone.abort());
         const got = await queues.receiveAs(name(req, p, 'read'), req.body as { max?: number; waitMs?: number }, undefined, gone.signal);
-        return { deliveries: got.map((d) => (d as DeliveryImpl).toJSON()) };
+        return { deliveries: got.map((d) => (d as QueueDelivery).toJSON()) };
       },
     }),
     route('POST', '/queues/:queue/ack', 'ackMessages', 'Ack leases by receipt; resolves once durable. One bad receipt changes nothing.', {

@@ -18,7 +18,8 @@ import type { ServerLimits } from '../core/limits.js';
 import { FRAME, FRAME_NAMES, FrameDecoder, PROTOCOL_VERSION, encodeFrame } from '../protocol/codec.js';
 import type { Frame, FrameType } from '../protocol/codec.js';
 import { errorBody, eventInputFromWire, messageFromWire } from '../protocol/messages.js';
-import type { QueueManager, ConsumerImpl, DeliveryImpl } from '../queues/manager.js';
+import type { QueueManager, ConsumerImpl } from '../queues/manager.js';
+import type { QueueDelivery } from '../core/delivery.js';
 import { LeaseGroup } from '../queues/manager.js';
 import { queueStream } from '../queues/settings.js';
 import type { Role } from './auth.js';
@@ -402,7 +403,7 @@ export class Session {
         let g = this.#pullLeases.get(name);
         if (g === undefined) this.#pullLeases.set(name, (g = new LeaseGroup(this)));
         const got = await q.receiveAs(name, pick(b, ['max', 'waitMs']), b.detached === true ? undefined : g, this.#gone.signal);
-        return deliveriesBody(got as DeliveryImpl[]);
+        return deliveriesBody(got as QueueDelivery[]);
       }
       case 'ack':
         requireQueue(p, 'read', name);
@@ -506,7 +507,7 @@ function requireQueue(p: Principal, role: Role, queue: string): void {
 }
 
 /** Deliveries as they travel: the events as one records blob, the leases beside them. */
-export function deliveriesBody(batch: DeliveryImpl[]): Record<string, unknown> {
+export function deliveriesBody(batch: QueueDelivery[]): Record<string, unknown> {
   return {
     records: encodeEventRecords(batch.map((d) => d.event)),
     count: batch.length,

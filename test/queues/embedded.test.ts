@@ -1202,3 +1202,26 @@ test('list, get and update: settings round-trip and a new leaseMs applies to new
     await store.close();
   }
 });
+
+test('update adds a binding from the start to a live queue: the events before it are taken, each once, beside the sent messages', async () => {
+  const clock = new ManualClock();
+  const store = await open(tempDir(), clock);
+  try {
+    const q = store.queues;
+    await q.create('later');
+    const a = await store.append('invoice-1', [{ type: 'Issued', data: { n: 1 } }]);
+    const b = await store.append('invoice-2', [{ type: 'Issued', data: { n: 2 } }]);
+    await q.send('later', [{ body: 'sent' }]);
+    await waitFor(async () => (await depth(store, 'later')) === 1, 'the sent message is in');
+    const updated = await q.update('later', { binding: { filter: { category: 'invoice' }, from: 'start' } });
+    assert.equal(updated.settings.binding?.from, 'start');
+    const got = await receiveN(store, 'later', 3);
+    assert.deepEqual(
+      got.map((d) => d.position).sort((x, y) => x - y),
+      [a.positions[0]!, b.positions[0]!, got.find((d) => d.stream === '$queue-later')!.position].sort((x, y) => x - y),
+    );
+    await assertNothing(store, 'later', 'each event once');
+  } finally {
+    await store.close();
+  }
+});
