@@ -7,6 +7,8 @@ export { DEFAULT_LIMITS, FORMAT } from './core/limits.js';
 export type { StoreLimits } from './core/limits.js';
 export type { DurabilityMode } from './log/writer.js';
 export type * from './core/queues.js';
+export type * from './core/groups.js';
+export { partitionOf } from './subscriptions/groups.js';
 export { ManualClock, systemClock } from './queues/clock.js';
 export type { Clock } from './queues/clock.js';
 export type { QueueOptions } from './queues/manager.js';

@@ -38,11 +38,13 @@ import { Connection } from './connection.js';
 import type { ConnectOptions, StreamHandler } from './connection.js';
 import { dialer } from './transports.js';
 import { RemoteQueues } from './queues.js';
+import { RemoteGroups } from './groups.js';
 
 export type { ConnectOptions } from './connection.js';
 export * from '../core/events.js';
 export * from '../core/errors.js';
 export type * from '../core/queues.js';
+export type * from '../core/groups.js';
 
 export const DEFAULT_TCP_URL = 'tcp://127.0.0.1:7071';
 const WINDOW_EVENTS = DEFAULT_CLIENT_LIMITS.readWindowEvents;
@@ -67,10 +69,13 @@ export class RemoteEventStore implements EventStore {
   #conn: Connection;
   /** Named queues on the server: the same interface as the embedded store's `queues`. */
   readonly queues: RemoteQueues;
+  /** Consumer groups on the server: the same interface as the embedded store's `groups`. */
+  readonly groups: RemoteGroups;
 
   constructor(conn: Connection) {
     this.#conn = conn;
     this.queues = new RemoteQueues(conn);
+    this.groups = new RemoteGroups(conn);
   }
 
   get url(): string {

@@ -35,6 +35,8 @@ export const ERROR_REGISTRY = {
   QUEUE_FULL: { wireCode: 72, httpStatus: 429, retriable: true },
   RECEIPT_INVALID: { wireCode: 73, httpStatus: 409, retriable: false },
   LEASE_NOT_OWNED: { wireCode: 74, httpStatus: 403, retriable: false },
+  GROUP_NOT_FOUND: { wireCode: 80, httpStatus: 404, retriable: false },
+  GROUP_CONFLICT: { wireCode: 81, httpStatus: 409, retriable: false },
   INTERNAL: { wireCode: 99, httpStatus: 500, retriable: false },
 } as const;
 
@@ -249,6 +251,23 @@ export class LeaseNotOwnedError extends EventfulError {
   }
 }
 
+export class GroupNotFoundError extends EventfulError {
+  constructor(group: string) {
+    super('GROUP_NOT_FOUND', `no consumer group named '${group}'`, { group });
+  }
+}
+
+/**
+ * A consumer group request that its state forbids: `details.reason` is `settings` (a join or
+ * create names settings other than the group's), `members` (a reset while members are joined) or
+ * `member` (a commit from a member that has left).
+ */
+export class GroupConflictError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> & { reason: 'settings' | 'members' | 'member' }) {
+    super('GROUP_CONFLICT', message, details);
+  }
+}
+
 /** Something failed inside the server that is not the caller's doing. */
 export class InternalError extends EventfulError {
   constructor(message: string, details: Record<string, unknown> = {}) {
@@ -319,5 +338,7 @@ export const ERROR_CLASSES: Record<ErrorCode, new (...args: never[]) => Eventful
   QUEUE_FULL: QueueFullError,
   RECEIPT_INVALID: ReceiptInvalidError,
   LEASE_NOT_OWNED: LeaseNotOwnedError,
+  GROUP_NOT_FOUND: GroupNotFoundError,
+  GROUP_CONFLICT: GroupConflictError,
   INTERNAL: InternalError,
 };

@@ -6,6 +6,7 @@
  * A stream's *category* is the part of its name before the first '-': `order-123` is in `order`.
  */
 import { uuidFromBytes } from './ids.js';
+import type { Groups } from './groups.js';
 import type { Queues } from './queues.js';
 
 export const CONTENT_TYPE_JSON = 'application/json';
@@ -412,5 +413,7 @@ export interface EventStore {
   subscribeToStream(stream: string, options?: SubscribeToStreamOptions): Subscription;
   /** Named queues over the same log (src/core/queues.ts). */
   readonly queues: Queues;
+  /** Consumer groups: durable, shared readers of the log with server-side checkpoints (src/core/groups.ts). */
+  readonly groups: Groups;
   close(): Promise<void>;
 }

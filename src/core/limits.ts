@@ -87,6 +87,25 @@ export const DEFAULT_LIMITS = {
   queueBatchMax: 10_000,
   /** Longest wait of a long-polling receive. @default 60,000 ms */
   queueReceiveWaitMsMax: 60_000,
+  /** Consumer groups in one store. @default 1,000 */
+  groupsMax: 1000,
+  /** Members joined to one group at once (standing-by ones included). @default 256 */
+  groupMembersMax: 256,
+  /** Partitions of a partitioned group: each has its own checkpoint. @default 256 */
+  groupPartitionsMax: 256,
+  /**
+   * How long a member that loses a partition in a rebalance has to finish the events it holds
+   * of it; after that the partition moves anyway and the member's later commits for it are
+   * ignored (its events are delivered again to the new owner). @default 30,000 ms
+   */
+  groupRebalanceTimeoutMs: 30_000,
+  /**
+   * How often auto-committed checkpoints are written to the log. A crash can deliver again the
+   * events handled in the last interval (at-least-once). @default 1,000 ms
+   */
+  groupCheckpointIntervalMs: 1000,
+  /** Events scanned to count a group's lag exactly; beyond it the count is a lower bound. @default 100,000 */
+  groupLagScanEventsMax: 100_000,
 } as const;
 
 export type StoreLimits = { -readonly [K in keyof typeof DEFAULT_LIMITS]: number };
@@ -207,4 +226,34 @@ export const DEFAULT_CLIENT_LIMITS = {
   readWindowEvents: 8192,
   /** Largest frame the client accepts from a server. @default 64 MiB */
   frameBytesMax: 64 * MiB,
+} as const;
+
+/**
+ * Bounds of projections (src/projections/). `batchEventsMax` and `batchMs` are options of a
+ * projection (at most these values); the rest are fixed.
+ */
+export const DEFAULT_PROJECTION_LIMITS = {
+  /**
+   * Events applied in one read-model transaction, at most. Larger batches share a commit (a
+   * sync, a PostgreSQL round trip) among more events; the changes of one batch are held in
+   * memory until it commits, and a failed batch is applied again in full. @default 5,000
+   */
+  batchEventsMax: 5000,
+  /**
+   * Longest a batch stays open before it is committed, even when not full: bounds how stale the
+   * read model is while catching up with slow handlers, and the work a crash throws away.
+   * @default 200 ms
+   */
+  batchMs: 200,
+  /** Length of a collection name (UTF-16 code units). Collection names are part of every key. @default 64 */
+  collectionNameLengthMax: 64,
+  /**
+   * Length of a document id (UTF-16 code units). With the collection it must fit an LMDB key
+   * (1,978 bytes) in UTF-8. @default 512
+   */
+  documentIdLengthMax: 512,
+  /** Documents one `list` or `find` returns. @default 10,000 */
+  listLimitMax: 10_000,
+  /** How often a running projection asks for the head position, for its lag. @default 1,000 ms */
+  statusRefreshMs: 1000,
 } as const;

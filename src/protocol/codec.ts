@@ -50,6 +50,11 @@ export const FRAME = {
   CONSUME: 42,
   CONSUMING: 43,
   DELIVERIES: 44,
+  JOIN: 45,
+  JOINED: 46,
+  ASSIGNED: 47,
+  GROUP: 48,
+  GROUP_RESULT: 49,
 } as const;
 
 export type FrameType = (typeof FRAME)[keyof typeof FRAME];

@@ -12,7 +12,7 @@
  *   sends faster than it reads cannot make the server buffer without bound.
  * - PING every `heartbeatMs` of quiet; a peer silent for `idleTimeoutMs` is disconnected.
  */
-import { EventfulError, InternalError, OverloadedError, ProtocolError, UnauthenticatedError } from '../core/errors.js';
+import { EventfulError, GroupConflictError, InternalError, OverloadedError, ProtocolError, UnauthenticatedError } from '../core/errors.js';
 import type { EventStore, PageSource, ReadAllFilter, RecordedEvent, Subscription } from '../core/events.js';
 import type { ServerLimits } from '../core/limits.js';
 import { FRAME, FRAME_NAMES, FrameDecoder, PROTOCOL_VERSION, encodeFrame } from '../protocol/codec.js';
@@ -22,6 +22,7 @@ import type { QueueManager, ConsumerImpl } from '../queues/manager.js';
 import type { QueueDelivery } from '../core/delivery.js';
 import { LeaseGroup } from '../queues/manager.js';
 import { queueStream } from '../queues/settings.js';
+import type { GroupManager, MemberImpl } from '../subscriptions/groups.js';
 import type { Role } from './auth.js';
 import { encodeEventRecords } from '../protocol/records.js';
 import { requireReadAll, requireRole } from './auth.js';
@@ -41,6 +42,7 @@ export interface Transport {
 export interface SessionContext {
   store: EventStore;
   queues: QueueManager;
+  groups: GroupManager;
   auth: Authenticator;
   limits: ServerLimits;
   serverName: string;
@@ -53,6 +55,7 @@ interface Stream {
   cancelled: boolean;
   subscription?: Subscription;
   consumer?: ConsumerImpl;
+  member?: MemberImpl;
 }
 
 export class Session {
@@ -153,8 +156,17 @@ export class Session {
       case FRAME.CREDIT: {
         const s = this.#streams.get(f.requestId);
         const n = f.body.credit;
-        if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) return this.#error(f.requestId, new ProtocolError('CREDIT needs a positive integer credit'));
+        // A group member's CREDIT may carry only its commit (everything it was given up to
+        // `handled` is handled), with no credit.
+        const handled = f.body.handled;
+        if (handled !== undefined && (typeof handled !== 'number' || !Number.isSafeInteger(handled) || handled < 0)) {
+          return this.#error(f.requestId, new ProtocolError('CREDIT handled must be a position'));
+        }
+        if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || (n === 0 && handled === undefined)) {
+          return this.#error(f.requestId, new ProtocolError('CREDIT needs a positive integer credit'));
+        }
         if (s) {
+          if (handled !== undefined) s.member?.markHandled(handled);
           s.credit += n;
           s.wake?.();
         }
@@ -310,8 +322,119 @@ export class Session {
         if (!s.cancelled && !this.#closed) this.#send(FRAME.SUBSCRIPTION_ENDED, f.requestId, { reason: 'consumer ended' });
         return;
       }
+      case FRAME.JOIN:
+        return this.#join(f.requestId, b);
+      case FRAME.GROUP:
+        return this.#send(FRAME.GROUP_RESULT, f.requestId, { result: await this.#groupOp(b) });
       default:
         throw new ProtocolError(`frame ${FRAME_NAMES[f.type]} is not a request`);
+    }
+  }
+
+  /**
+   * A member of a consumer group on this connection: JOINED, then EVENTS within the credit
+   * (each with `through`, how far the log was read for it), ASSIGNED when its partitions change.
+   * It commits with CREDIT { handled } (auto-commit) or a GROUP commit (durable); it leaves
+   * with UNSUBSCRIBE or when the connection goes.
+   */
+  async #join(requestId: number, b: Record<string, unknown>): Promise<void> {
+    const p = this.#principal!;
+    const name = groupField(b);
+    const existing = await this.#ctx.groups.get(name);
+    requireReadAll(p, (b.filter ?? existing?.settings.filter) as ReadAllFilter | undefined);
+    if (existing === undefined) requireRole(p, 'admin', `$group-${name}`);
+    if (typeof b.credit !== 'number' || !Number.isSafeInteger(b.credit) || b.credit <= 0) throw new ProtocolError('JOIN needs a positive integer credit');
+    if (this.#subscriptions >= this.#ctx.limits.subscriptionsPerConnectionMax) {
+      throw new OverloadedError(`at most ${this.#ctx.limits.subscriptionsPerConnectionMax} subscriptions, consumers and members per connection`);
+    }
+    if (this.#streams.has(requestId)) throw new ProtocolError(`request id ${requestId} is already in use`);
+    const member = this.#ctx.groups.join(name, { ...pick(b, ['filter', 'mode', 'partitions', 'from', 'memberName']), autoCommit: false }) as MemberImpl;
+    const s: Stream = { credit: b.credit, wake: undefined, cancelled: false, member };
+    this.#streams.set(requestId, s);
+    this.#subscriptions++;
+    try {
+      await member.ready;
+      member.onAssign((partitions) => this.#send(FRAME.ASSIGNED, requestId, { partitions }));
+      this.#send(FRAME.JOINED, requestId, { member: member.id, name: member.name, partitions: member.partitions as number[] });
+      let page: Parameters<MemberImpl['giveSome']>[0] | undefined;
+      let at = 0;
+      let throughSentAt = 0;
+      let throughSent = 0;
+      while (!s.cancelled && !this.#closed) {
+        if (s.credit <= 0 || this.#t.bufferedBytes > this.#ctx.limits.outputBufferBytesMax) {
+          await new Promise<void>((resolve) => (s.wake = resolve));
+          s.wake = undefined;
+          continue;
+        }
+        if (page === undefined) {
+          const r = await member.nextPage();
+          if (r.done || s.cancelled || this.#closed) break;
+          page = r.value;
+          at = 0;
+        }
+        const { events, next } = member.giveSome(page, at, Math.min(s.credit, this.#ctx.limits.readPageEventsMax));
+        at = next;
+        const whole = at >= page.events.length;
+        const through = whole ? page.through : (events[events.length - 1]?.position ?? 0);
+        if (whole) page = undefined;
+        if (events.length > 0) {
+          s.credit -= events.length;
+          this.#send(FRAME.EVENTS, requestId, { records: encodeEventRecords(events), count: events.length, through });
+          throughSent = through;
+        } else if (through > throughSent && Date.now() - throughSentAt >= 500) {
+          // Nothing for this member in what was read: say how far, now and then, so that its
+          // commits can carry its checkpoints past it.
+          this.#send(FRAME.EVENTS, requestId, { count: 0, through });
+          throughSent = through;
+          throughSentAt = Date.now();
+        }
+      }
+    } finally {
+      this.#subscriptions--;
+      this.#streams.delete(requestId);
+      await member.close();
+    }
+    if (!s.cancelled && !this.#closed) this.#send(FRAME.SUBSCRIPTION_ENDED, requestId, { reason: 'member ended' });
+  }
+
+  /** One GROUP request: managing groups, and durable commits of this connection's members. */
+  async #groupOp(b: Record<string, unknown>): Promise<unknown> {
+    const groups = this.#ctx.groups;
+    const p = this.#principal!;
+    const op = b.op;
+    if (op === 'list') {
+      const all = await groups.list();
+      return all.filter((i) => p.can('read', `$group-${i.name}`));
+    }
+    const name = groupField(b);
+    switch (op) {
+      case 'create':
+        requireRole(p, 'admin', `$group-${name}`);
+        return groups.create(name, (b.settings ?? undefined) as never);
+      case 'get':
+        requireRole(p, 'read', `$group-${name}`);
+        return (await groups.get(name)) ?? null;
+      case 'stats':
+        requireRole(p, 'read', `$group-${name}`);
+        return groups.stats(name);
+      case 'reset':
+        requireRole(p, 'admin', `$group-${name}`);
+        return groups.reset(name, b.to as never);
+      case 'delete':
+        requireRole(p, 'admin', `$group-${name}`);
+        await groups.delete(name);
+        return null;
+      case 'commit': {
+        let member: MemberImpl | undefined;
+        for (const s of this.#streams.values()) if (s.member !== undefined && s.member.id === b.member) member = s.member;
+        if (member === undefined || member.group !== name) {
+          throw new GroupConflictError(`no member '${String(b.member).slice(0, 64)}' of consumer group '${name}' on this connection`, { reason: 'member', group: name });
+        }
+        await member.commit(b.position as number);
+        return null;
+      }
+      default:
+        throw new ProtocolError(`unknown group op ${typeof op === 'string' ? `'${op.slice(0, 32)}'` : typeof op}`);
     }
   }
 
@@ -357,6 +480,7 @@ export class Session {
     s.wake?.();
     void s.subscription?.close();
     void s.consumer?.close();
+    void s.member?.close();
   }
 
   /** One QUEUE request: the queue API with this connection as the owner of its leases. */
@@ -495,6 +619,11 @@ export class Session {
 function streamField(b: Record<string, unknown>): string {
   if (typeof b.stream !== 'string') throw new ProtocolError(`'stream' must be a string, got ${b.stream === null ? 'nil' : typeof b.stream}`);
   return b.stream;
+}
+
+function groupField(b: Record<string, unknown>): string {
+  if (typeof b.group !== 'string') throw new ProtocolError(`'group' must be a string, got ${b.group === null ? 'nil' : typeof b.group}`);
+  return b.group;
 }
 
 function queueField(b: Record<string, unknown>): string {

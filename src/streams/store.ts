@@ -76,6 +76,7 @@ import { IdWindow } from './id-window.js';
 import { recover } from './recover.js';
 import { QueueManager } from '../queues/manager.js';
 import type { QueueOptions } from '../queues/manager.js';
+import { GroupManager } from '../subscriptions/groups.js';
 import type { RecoveryReport } from './recover.js';
 
 export type { RecoveryReport } from './recover.js';
@@ -141,6 +142,8 @@ export class FileEventStore implements EventStore {
   readonly recovery: RecoveryReport;
   /** Named queues over this log (src/queues/). */
   queues!: QueueManager;
+  /** Consumer groups over this log (src/subscriptions/groups.ts). */
+  groups!: GroupManager;
 
   #logId: string;
   #lock: DirLock;
@@ -269,6 +272,7 @@ export class FileEventStore implements EventStore {
       await store.#warmIdWindow();
       opened = store;
       store.queues = await QueueManager.open(store, { onWarning, ...o.queues });
+      store.groups = await GroupManager.open(store, { onWarning });
       // Started only once the open has succeeded, so a failed open leaves no timer behind.
       store.#flushTimer = setInterval(() => void store.#flushIndex(), indexFlushIntervalMs);
       store.#flushTimer.unref();
@@ -1033,6 +1037,7 @@ export class FileEventStore implements EventStore {
 
   async #close(): Promise<void> {
     // Queues first: their last delivery records go through the writer.
+    await this.groups?.close();
     await this.queues?.close();
     this.#stopping = true;
     while (this.#running) await this.#running;
