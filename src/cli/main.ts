@@ -14,6 +14,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { EventfulError } from '../core/errors.js';
 import type { EventInput, ExpectedRevision, ReadAllFilter, RecordedEvent } from '../core/events.js';
 import type { MessageInput, NackOptions, RedriveOptions } from '../core/queues.js';
+import type { GroupSettingsInput } from '../core/groups.js';
 import type { VerifyReport } from '../log/verify.js';
 import { progressBar } from './progress.js';
 import { describeConfig } from '../server/config.js';
@@ -81,6 +82,22 @@ function parseJsonArg(v: string, what: string): unknown {
 
 function list(v: string | undefined): string[] | undefined {
   return v === undefined ? undefined : v.split(',').filter((s) => s.length > 0);
+}
+
+/** --category, --type and --prefix: a filter of the log. */
+function filterOpts(cmd: Command): Command {
+  return cmd
+    .option('--category <names>', 'only these categories (comma-separated)')
+    .option('--type <types>', 'only these event types (comma-separated)')
+    .option('--prefix <prefixes>', 'only streams starting with these (comma-separated)');
+}
+
+function filterOf(o: { category?: string; type?: string; prefix?: string }): ReadAllFilter | undefined {
+  const f: ReadAllFilter = {};
+  if (o.category) f.category = list(o.category)!;
+  if (o.type) f.types = list(o.type)!;
+  if (o.prefix) f.streamPrefix = list(o.prefix)!;
+  return Object.keys(f).length > 0 ? f : undefined;
 }
 
 function printEvent(e: RecordedEvent, json: boolean): void {
@@ -211,19 +228,6 @@ export function buildProgram(): Command {
     });
   });
 
-  const filterOpts = (cmd: Command): Command =>
-    cmd
-      .option('--category <names>', 'only these categories (comma-separated)')
-      .option('--type <types>', 'only these event types (comma-separated)')
-      .option('--prefix <prefixes>', 'only streams starting with these (comma-separated)');
-  const filterOf = (o: { category?: string; type?: string; prefix?: string }): ReadAllFilter | undefined => {
-    const f: ReadAllFilter = {};
-    if (o.category) f.category = list(o.category)!;
-    if (o.type) f.types = list(o.type)!;
-    if (o.prefix) f.streamPrefix = list(o.prefix)!;
-    return Object.keys(f).length > 0 ? f : undefined;
-  };
-
   clientOptions(
     filterOpts(
       program
@@ -303,7 +307,106 @@ export function buildProgram(): Command {
     });
   });
   addQueueCommands(program);
+  addGroupCommands(program);
   return program;
+}
+
+/** `eventful group ...`: consumer groups on a server. */
+function addGroupCommands(program: Command): void {
+  const group = program.command('group').description('consumer groups on a server: create, list, stats, consume, reset, delete');
+  const out = (o: ClientOpts, value: unknown, text: () => string): void => {
+    process.stdout.write(o.json ? JSON.stringify(value) + '\n' : text() + '\n');
+  };
+  const settingsOpts = (cmd: Command): Command =>
+    filterOpts(cmd)
+      .option('--mode <mode>', 'single (one active member, the others stand by) or partitioned')
+      .option('--partitions <n>', 'partitions of a partitioned group (default 16)')
+      .option('--from <position>', 'where a new group starts: start (default), end or a position');
+  type SettingsFlags = { mode?: string; partitions?: string; from?: string; category?: string; type?: string; prefix?: string };
+  const settingsOf = (o: SettingsFlags): GroupSettingsInput => {
+    const s: GroupSettingsInput = {};
+    const filter = filterOf(o);
+    if (filter !== undefined) s.filter = filter;
+    if (o.mode !== undefined) s.mode = o.mode as GroupSettingsInput['mode'];
+    if (o.partitions !== undefined) s.partitions = Number(o.partitions);
+    if (o.from !== undefined) s.from = parseFrom(o.from);
+    return s;
+  };
+  clientOptions(settingsOpts(group.command('create <group>').description('create a consumer group'))).action(async (name: string, o: ClientOpts & SettingsFlags) => {
+    await withClient(o, async (store) => {
+      const info = await store.groups.create(name, settingsOf(o));
+      out(o, info, () => `group ${info.name}: ${info.settings.mode}, ${info.settings.partitions} partition(s), from position ${info.startPosition}`);
+    });
+  });
+  clientOptions(group.command('list').description('list consumer groups')).action(async (o: ClientOpts) => {
+    await withClient(o, async (store) => {
+      const all = await store.groups.list();
+      out(o, all, () => (all.length === 0 ? c.dim('(no groups)') : all.map((g) => `${g.name}  ${c.dim(`${g.settings.mode}, ${g.settings.partitions} partition(s), filter ${JSON.stringify(g.settings.filter)}`)}`).join('\n')));
+    });
+  });
+  clientOptions(group.command('stats [group]').description('checkpoints, lag in events and time, members (all groups when none is named)')).action(async (name: string | undefined, o: ClientOpts) => {
+    await withClient(o, async (store) => {
+      const names = name !== undefined ? [name] : (await store.groups.list()).map((g) => g.name);
+      const all = await Promise.all(names.map((n) => store.groups.stats(n)));
+      if (o.json) {
+        for (const st of all) process.stdout.write(JSON.stringify(st) + '\n');
+        return;
+      }
+      const head = ['group', 'mode', 'members', 'position', 'head', 'lag events', 'lag'];
+      const rows = all.map((st) => [st.name, st.settings.mode, st.members.length, st.position, st.head, `${st.lagEvents}${st.lagExact ? '' : '+'}`, `${(st.lagMs / 1000).toFixed(1)}s`].map(String));
+      const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+      process.stdout.write(c.bold(head.map((h, i) => h.padEnd(w[i]!)).join('  ')) + '\n');
+      for (const r of rows) process.stdout.write(r.map((v, i) => (i < 2 ? v.padEnd(w[i]!) : v.padStart(w[i]!))).join('  ') + '\n');
+      if (name !== undefined) {
+        for (const m of all[0]!.members) process.stdout.write(c.dim(`  member ${m.name}: partitions [${m.partitions.join(', ')}]${m.revoking.length > 0 ? `, giving up [${m.revoking.join(', ')}]` : ''}, committed ${m.committedPosition}`) + '\n');
+      }
+    });
+  });
+  clientOptions(
+    settingsOpts(
+      group
+        .command('consume <group>')
+        .description('join the group and print its events as they come (Ctrl-C to leave); each printed event is committed')
+        .option('--max <n>', 'leave after this many events')
+        .option('--name <member>', 'member name shown in stats'),
+    ),
+  ).action(async (name: string, o: ClientOpts & SettingsFlags & { max?: string; name?: string }) => {
+    const { connect } = await import('../client/index.js');
+    const store = await connect(o.url, { token: o.token });
+    const s = settingsOf(o);
+    const member = store.groups.join(name, { ...s, memberName: o.name });
+    const stop = (): void => void member.close().then(() => store.close());
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    const max = o.max === undefined ? Infinity : Number(o.max);
+    let n = 0;
+    try {
+      for await (const e of member) {
+        printEvent(e, o.json === true);
+        if (++n >= max) {
+          await member.commit(e);
+          break;
+        }
+      }
+    } finally {
+      await member.close();
+      await store.close();
+    }
+  });
+  clientOptions(group.command('reset <group>').description('move every checkpoint so that the group reads from --to (only while no member is joined)').requiredOption('--to <position>', 'start, end or a position')).action(
+    async (name: string, o: ClientOpts & { to: string }) => {
+      await withClient(o, async (store) => {
+        const st = await store.groups.reset(name, parseFrom(o.to)!);
+        out(o, st, () => `group ${name} now reads after position ${st.position} (${st.lagEvents}${st.lagExact ? '' : '+'} events behind)`);
+      });
+    },
+  );
+  clientOptions(group.command('delete <group>').description('delete a consumer group (its members are ended)')).action(async (name: string, o: ClientOpts) => {
+    await withClient(o, async (store) => {
+      await store.groups.delete(name);
+      out(o, { deleted: name }, () => `deleted group ${name}`);
+    });
+  });
 }
 
 /** `eventful queue ...`: the queue API against a server. */
@@ -535,7 +638,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`eventful: ${err.code}: ${err.message}\n`);
       if (err.code === 'WRONG_EXPECTED_REVISION' || err.code === 'IDEMPOTENCY_CONFLICT') return EXIT.conflict;
       if (err.code === 'CONNECTION_LOST') return EXIT.unreachable;
-      if (err.code === 'QUEUE_NOT_FOUND') return EXIT.problems;
+      if (err.code === 'QUEUE_NOT_FOUND' || err.code === 'GROUP_NOT_FOUND') return EXIT.problems;
       return EXIT.error;
     }
     process.stderr.write(`eventful: ${(err as Error).message}\n`);

@@ -531,6 +531,9 @@ export class QueueManager implements Queues {
   async purge(name: string): Promise<number> {
     this.#checkOpen();
     checkQueueName(name);
+    // Messages already sent but not yet read by the follower are purged too: count them. (Not
+    // inside the definition change: that holds the follower still.)
+    await this.#waitApplied(this.#host.head);
     return this.#changeDefinition(async () => {
       const d = this.#def(name);
       const n = d.state.msgs.size;

@@ -32,6 +32,7 @@ import type { QueueManager } from '../queues/manager.js';
 import type { QueueDelivery } from '../core/delivery.js';
 import { queueStream } from '../queues/settings.js';
 import type { MessageInput, NackOptions, QueueSettingsInput, RedriveOptions } from '../core/queues.js';
+import type { GroupSettingsInput } from '../core/groups.js';
 
 export interface HttpContext {
   store: EventStore;
@@ -148,6 +149,41 @@ const SettingsIn = Type.Object(
   { additionalProperties: false },
 );
 const SettingsOut = Type.Object(SettingsFields, { additionalProperties: false });
+const GroupParams = Type.Object({ group: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false });
+const GroupSettingsOut = Type.Object(
+  { filter: Filter, mode: Type.Union([Type.Literal('single'), Type.Literal('partitioned')]), partitions: Type.Integer() },
+  { additionalProperties: false },
+);
+const GroupInfoSchema = Type.Object(
+  { name: Type.String(), settings: GroupSettingsOut, startPosition: Type.Integer(), createdPosition: Type.Integer(), createdAt: Type.Integer() },
+  { additionalProperties: false },
+);
+const GroupStatsSchema = Type.Object(
+  {
+    ...GroupInfoSchema.properties,
+    checkpoints: Type.Array(Type.Integer()),
+    position: Type.Integer(),
+    head: Type.Integer(),
+    lagPositions: Type.Integer(),
+    lagEvents: Type.Integer(),
+    lagExact: Type.Boolean(),
+    lagMs: Type.Integer(),
+    members: Type.Array(
+      Type.Object(
+        {
+          id: Type.String(),
+          name: Type.String(),
+          joinedAt: Type.Integer(),
+          partitions: Type.Array(Type.Integer()),
+          revoking: Type.Array(Type.Integer()),
+          committedPosition: Type.Integer(),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
 const QueueInfoSchema = Type.Object(
   { name: Type.String(), settings: SettingsOut, createdPosition: Type.Integer(), createdAt: Type.Integer(), stream: Type.String() },
   { additionalProperties: false },
@@ -230,7 +266,7 @@ interface RouteDef {
 }
 
 function routes(ctx: HttpContext): RouteDef[] {
-  return [...streamRoutes(ctx), ...queueRoutes(ctx)];
+  return [...streamRoutes(ctx), ...queueRoutes(ctx), ...groupRoutes(ctx)];
 }
 
 function streamRoutes(ctx: HttpContext): RouteDef[] {
@@ -673,6 +709,68 @@ function queueRoutes(ctx: HttpContext): RouteDef[] {
     route('GET', '/queues/:queue/stats', 'queueStats', 'Depth, in flight, delayed, dead-lettered, oldest age, rates and consumers.', {
       responses: { 200: QueueStatsSchema },
       handler: async (req, _reply, p) => queues.stats(name(req, p, 'read')),
+    }),
+  ];
+}
+
+/** Consumer groups: managed and watched over HTTP; members join over the binary protocol. */
+function groupRoutes(ctx: HttpContext): RouteDef[] {
+  const groups = ctx.store.groups;
+  const name = (req: FastifyRequest, p: Principal, role: Role): string => {
+    const { group } = req.params as { group: string };
+    requireRole(p, role, `$group-${group}`);
+    return group;
+  };
+  const route = (method: RouteDef['method'], url: string, operationId: string, summary: string, rest: Partial<RouteDef> & Pick<RouteDef, 'responses' | 'handler'>): RouteDef => ({
+    method,
+    url,
+    operationId,
+    summary,
+    auth: true,
+    params: url.includes(':group') ? GroupParams : undefined,
+    ...rest,
+  });
+  return [
+    route('POST', '/groups/:group', 'createGroup', 'Create a consumer group (the same settings again return it as it is).', {
+      body: Type.Object(
+        {
+          filter: Type.Optional(Filter),
+          mode: Type.Optional(Type.Union([Type.Literal('single'), Type.Literal('partitioned')])),
+          partitions: Type.Optional(Type.Integer({ minimum: 1 })),
+          from: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Literal('start'), Type.Literal('end')])),
+        },
+        { additionalProperties: false },
+      ),
+      bodyOptional: true,
+      responses: { 201: GroupInfoSchema },
+      handler: async (req, reply, p) => {
+        const g = name(req, p, 'admin');
+        const settings = req.body as GroupSettingsInput;
+        if (settings.filter !== undefined) requireReadAll(p, settings.filter);
+        const info = await groups.create(g, settings);
+        reply.code(201);
+        return info;
+      },
+    }),
+    route('GET', '/groups', 'listGroups', 'The consumer groups, by name.', {
+      responses: { 200: Type.Object({ groups: Type.Array(GroupInfoSchema) }, { additionalProperties: false }) },
+      handler: async (_req, _reply, p) => ({ groups: (await groups.list()).filter((g) => p.can('read', `$group-${g.name}`)) }),
+    }),
+    route('GET', '/groups/:group', 'getGroup', "A consumer group's stats: checkpoints, lag in events and time, members and their partitions.", {
+      responses: { 200: GroupStatsSchema },
+      handler: async (req, _reply, p) => groups.stats(name(req, p, 'read')),
+    }),
+    route('POST', '/groups/:group/reset', 'resetGroup', 'Move every checkpoint so that the group reads from `to` (only while no member is joined).', {
+      body: Type.Object({ to: Type.Union([Type.Integer({ minimum: 1 }), Type.Literal('start'), Type.Literal('end')]) }, { additionalProperties: false }),
+      responses: { 200: GroupStatsSchema },
+      handler: async (req, _reply, p) => groups.reset(name(req, p, 'admin'), (req.body as { to: number | 'start' | 'end' }).to),
+    }),
+    route('DELETE', '/groups/:group', 'deleteGroup', 'Delete a consumer group; its joined members are ended.', {
+      responses: { 200: Ok },
+      handler: async (req, _reply, p) => {
+        await groups.delete(name(req, p, 'admin'));
+        return { ok: true };
+      },
     }),
   ];
 }

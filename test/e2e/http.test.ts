@@ -752,6 +752,35 @@ test('Server-Sent Events: $all and a stream, history then live, resuming after L
 // ---------------------------------------------------------------------------------------------
 // Queues (after the log check above: queues write records of their own to the log)
 
+test('consumer groups over HTTP: create, stats with lag, list, reset, delete, and typed errors', async () => {
+  await post('/streams/grp-1', { events: [{ type: 'A' }, { type: 'B' }] });
+  const created = await post('/groups/http-g', { filter: { category: 'grp' }, mode: 'partitioned', partitions: 3 });
+  assert.equal(created.status, 201);
+  assert.deepEqual(created.body.settings, { filter: { category: 'grp' }, mode: 'partitioned', partitions: 3 });
+  assert.equal((await post('/groups/http-g', { filter: { category: 'grp' }, mode: 'partitioned', partitions: 3 })).status, 201, 'the same settings again: it is returned as it is');
+  const conflict = await post('/groups/http-g', { mode: 'single' });
+  assert.equal(conflict.status, 409);
+  assert.equal(conflict.body.code, 'GROUP_CONFLICT');
+  assert.equal(conflict.body.details.reason, 'settings');
+  const stats = await get('/groups/http-g');
+  assert.equal(stats.status, 200);
+  assert.equal(stats.body.lagEvents, 2);
+  assert.equal(stats.body.lagExact, true);
+  assert.deepEqual(stats.body.members, []);
+  assert.equal(stats.body.checkpoints.length, 3);
+  assert.ok((await get('/groups')).body.groups.some((g: Json) => g.name === 'http-g'));
+  const reset = await post('/groups/http-g/reset', { to: 'end' });
+  assert.equal(reset.status, 200);
+  assert.equal(reset.body.lagEvents, 0);
+  assert.equal((await post('/groups/http-g/reset', { to: 0 })).status, 400);
+  assert.equal((await post('/groups/bad name', {})).status, 400);
+  assert.equal((await post('/groups/x', { mode: 'sideways' })).status, 400);
+  assert.equal((await call('main', 'DELETE', '/groups/http-g')).status, 200);
+  const gone = await get('/groups/http-g');
+  assert.equal(gone.status, 404);
+  assert.equal(gone.body.code, 'GROUP_NOT_FOUND');
+});
+
 test('queues over HTTP: create, send, long-poll receive, ack, nack to dead letters, redrive, stats, and typed errors', async () => {
   const settings = { leaseMs: 60_000, maxDeliveries: 3, deadLetterQueue: 'order-1-dlq', retryBackoff: { initialMs: 0, maxMs: 0 } };
   const created = await post('/queues/order-1', { settings });
@@ -980,6 +1009,19 @@ test('OpenAPI: every route is documented and answers, and every response above m
     'POST /queues/{queue}/redrive': () => post('/queues/probe-q/redrive', { to: 'probe-q', count: 1 }),
     'POST /queues/{queue}/unpark': () => post('/queues/probe-q/unpark', { groupKey: 'g' }),
     'POST /queues/{queue}/purge': () => call('main', 'POST', '/queues/probe-q/purge'),
+    'POST /groups/{group}': () => post('/groups/probe-g', { mode: 'partitioned', partitions: 4 }),
+    'GET /groups/{group}': async () => {
+      await post('/groups/probe-g', { mode: 'partitioned', partitions: 4 });
+      return get('/groups/probe-g');
+    },
+    'POST /groups/{group}/reset': async () => {
+      await post('/groups/probe-g', { mode: 'partitioned', partitions: 4 });
+      return post('/groups/probe-g/reset', { to: 'end' });
+    },
+    'DELETE /groups/{group}': async () => {
+      await post('/groups/probe-gd', {});
+      return call('main', 'DELETE', '/groups/probe-gd');
+    },
     'DELETE /queues/{queue}': async () => {
       await post('/queues/probe-d', {});
       return call('main', 'DELETE', '/queues/probe-d');
