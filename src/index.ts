@@ -13,7 +13,20 @@ export { ManualClock, systemClock } from './queues/clock.js';
 export type { Clock } from './queues/clock.js';
 export type { QueueOptions } from './queues/manager.js';
 export { DEFAULT_QUEUE_SETTINGS } from './queues/settings.js';
-export { handleCommand, loadState } from './decider/index.js';
-export type { Decider, DeciderEvent, HandleOptions, HandleResult } from './decider/index.js';
+export {
+  handleCommand,
+  loadState,
+  DEFAULT_COMMAND_RETRIES,
+  DEFAULT_COMMAND_BACKOFF_MS,
+  InMemorySnapshotStore,
+  StreamSnapshotStore,
+  DEFAULT_SNAPSHOT_EVERY,
+  DEFAULT_SNAPSHOT_PREFIX,
+  DEFAULT_SNAPSHOT_STREAMS_MAX,
+  SNAPSHOT_EVENT_TYPE,
+} from './decider/index.js';
+export type { Decider, DeciderEvent, HandleOptions, HandleResult, LoadOptions, Snapshot, SnapshotErrorContext, SnapshotOptions, SnapshotStore } from './decider/index.js';
 export { givenEvents } from './decider/testing.js';
-export type { When } from './decider/testing.js';
+export type { GivenOptions, When } from './decider/testing.js';
+export { Upcasters, schemaVersionOf } from './core/upcast.js';
+export type { EventView, Upcaster } from './core/upcast.js';

@@ -7,9 +7,22 @@
  *
  * Comparisons are deep and strict on each event's type and data (and metadata when the
  * expectation gives it), with node:assert, so a failure shows the difference.
+ *
+ * With `upcasters`, the given events go through them before `evolve`, as stored events do in
+ * `handleCommand`: a test can give events in their old shapes, as the log holds them (an
+ * event's version is its `metadata.schemaVersion`). The views the transforms see have no
+ * stream, id or log position (empty, 0).
  */
 import assert from 'node:assert/strict';
+import { CONTENT_TYPE_JSON } from '../core/events.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { Upcasters } from '../core/upcast.js';
 import type { Decider, DeciderEvent } from './index.js';
+
+export interface GivenOptions {
+  /** Applied to each given event before `evolve`, as `handleCommand` applies them to stored events. */
+  upcasters?: Upcasters;
+}
 
 export interface When<State> {
   /** The command decides exactly these events (type and data; metadata when given). */
@@ -20,8 +33,16 @@ export interface When<State> {
   thenState(expected: unknown): Promise<void>;
 }
 
-export function givenEvents<Command, State>(decider: Decider<Command, State>, events: DeciderEvent[]): { when(command: Command): When<State> } {
-  const state = events.reduce((s, e, i) => decider.evolve(s, { revision: i, ...e }), decider.initialState);
+export function givenEvents<Command, State>(decider: Decider<Command, State>, events: DeciderEvent[], options: GivenOptions = {}): { when(command: Command): When<State> } {
+  for (const key of Object.keys(options)) if (key !== 'upcasters') throw new InvalidArgumentError(`unknown givenEvents option '${key}'; known: upcasters`);
+  const { upcasters } = options;
+  const current = (e: DeciderEvent, i: number): DeciderEvent => {
+    if (upcasters === undefined) return { revision: i, ...e };
+    const revision = e.revision ?? i;
+    const v = upcasters.apply({ id: '', stream: '', revision, position: 0, timestamp: 0, contentType: CONTENT_TYPE_JSON, type: e.type, data: e.data, metadata: e.metadata ?? {} });
+    return { type: v.type, data: v.data, metadata: v.metadata, revision };
+  };
+  const state = events.reduce((s, e, i) => decider.evolve(s, current(e, i)), decider.initialState);
   return {
     when(command: Command): When<State> {
       const decided = async (): Promise<DeciderEvent[]> => decider.decide(command, state);
