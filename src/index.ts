@@ -30,3 +30,44 @@ export { givenEvents } from './decider/testing.js';
 export type { GivenOptions, When } from './decider/testing.js';
 export { Upcasters, schemaVersionOf } from './core/upcast.js';
 export type { EventView, Upcaster } from './core/upcast.js';
+export { DEFAULT_PROJECTION_LIMITS } from './core/limits.js';
+export {
+  Projection,
+  defineProjection,
+  memoryReadModelStore,
+  MemoryReadModelStore,
+  openLmdbReadModelStore,
+  LmdbReadModelStore,
+  openPostgresReadModelStore,
+  PostgresReadModelStore,
+  DEFAULT_PROJECTION_SCHEMA,
+  statusHandler,
+  givenProjectionEvents,
+} from './projections/index.js';
+export type {
+  DocumentProjection,
+  HandlersProjection,
+  ProjectionDefinition,
+  ProjectionHandler,
+  ProjectionErrorInfo,
+  ProjectionOptions,
+  ProjectionState,
+  ProjectionStatus,
+  RebuildOptions,
+  RebuildProgress,
+  RebuildResult,
+  Collections,
+  DocumentEntry,
+  ListOptions,
+  ProjectionCatalog,
+  ReadModel,
+  ReadModelStore,
+  ReadModelSnapshot,
+  SlotInfo,
+  SlotOption,
+  UpdateResult,
+  LmdbReadModelStoreOptions,
+  PostgresReadModelStoreOptions,
+  GivenEvent,
+  ProjectionSpec,
+} from './projections/index.js';

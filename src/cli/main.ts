@@ -15,6 +15,7 @@ import { EventfulError } from '../core/errors.js';
 import type { EventInput, ExpectedRevision, ReadAllFilter, RecordedEvent } from '../core/events.js';
 import type { MessageInput, NackOptions, RedriveOptions } from '../core/queues.js';
 import type { GroupSettingsInput } from '../core/groups.js';
+import { registerProjectionCommands } from './projection.js';
 import type { VerifyReport } from '../log/verify.js';
 import { progressBar } from './progress.js';
 import { describeConfig } from '../server/config.js';
@@ -308,6 +309,7 @@ export function buildProgram(): Command {
   });
   addQueueCommands(program);
   addGroupCommands(program);
+  registerProjectionCommands(program);
   return program;
 }
 

@@ -37,6 +37,8 @@ export const ERROR_REGISTRY = {
   LEASE_NOT_OWNED: { wireCode: 74, httpStatus: 403, retriable: false },
   GROUP_NOT_FOUND: { wireCode: 80, httpStatus: 404, retriable: false },
   GROUP_CONFLICT: { wireCode: 81, httpStatus: 409, retriable: false },
+  PROJECTION_FAULTED: { wireCode: 90, httpStatus: 500, retriable: false },
+  PROJECTION_CONFLICT: { wireCode: 91, httpStatus: 409, retriable: false },
   INTERNAL: { wireCode: 99, httpStatus: 500, retriable: false },
 } as const;
 
@@ -268,6 +270,29 @@ export class GroupConflictError extends EventfulError {
   }
 }
 
+/**
+ * A projection stopped: one of its handlers threw (or its read-model store failed) while
+ * applying the event at `details.position`. Nothing of the batch that held that event was
+ * committed; the read model and its checkpoint are as they were after the previous batch.
+ * The handler's error is the `cause`.
+ */
+export class ProjectionFaultedError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super('PROJECTION_FAULTED', message, details, cause === undefined ? undefined : { cause });
+  }
+}
+
+/**
+ * A projection's checkpoint was not where its runner left it: another runner of the same
+ * projection committed in between (`details.reason` 'checkpoint_moved'), or the read-model
+ * version was dropped ('slot_dropped'). Nothing of the batch was committed.
+ */
+export class ProjectionConflictError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('PROJECTION_CONFLICT', message, details);
+  }
+}
+
 /** Something failed inside the server that is not the caller's doing. */
 export class InternalError extends EventfulError {
   constructor(message: string, details: Record<string, unknown> = {}) {
@@ -340,5 +365,7 @@ export const ERROR_CLASSES: Record<ErrorCode, new (...args: never[]) => Eventful
   LEASE_NOT_OWNED: LeaseNotOwnedError,
   GROUP_NOT_FOUND: GroupNotFoundError,
   GROUP_CONFLICT: GroupConflictError,
+  PROJECTION_FAULTED: ProjectionFaultedError,
+  PROJECTION_CONFLICT: ProjectionConflictError,
   INTERNAL: InternalError,
 };

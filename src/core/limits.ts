@@ -229,8 +229,9 @@ export const DEFAULT_CLIENT_LIMITS = {
 } as const;
 
 /**
- * Bounds of projections (src/projections/). `batchEventsMax` and `batchMs` are options of a
- * projection (at most these values); the rest are fixed.
+ * Bounds of projections (src/projections/). `batchEventsMax` and `batchMs` are the defaults of
+ * the projection options of the same names (which accept up to 1,000,000 events and 60,000 ms);
+ * the rest are fixed.
  */
 export const DEFAULT_PROJECTION_LIMITS = {
   /**
