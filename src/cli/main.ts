@@ -16,6 +16,7 @@ import type { EventInput, ExpectedRevision, ReadAllFilter, RecordedEvent } from 
 import type { MessageInput, NackOptions, RedriveOptions } from '../core/queues.js';
 import type { GroupSettingsInput } from '../core/groups.js';
 import { registerProjectionCommands } from './projection.js';
+import { registerTransferCommands } from './transfer.js';
 import type { VerifyReport } from '../log/verify.js';
 import { progressBar } from './progress.js';
 import { describeConfig } from '../server/config.js';
@@ -310,6 +311,7 @@ export function buildProgram(): Command {
   addQueueCommands(program);
   addGroupCommands(program);
   registerProjectionCommands(program);
+  registerTransferCommands(program);
   return program;
 }
 
