@@ -22,6 +22,7 @@ export const ERROR_REGISTRY = {
   STORE_LOCKED: { wireCode: 22, httpStatus: 503, retriable: true },
   STORAGE_FAILED: { wireCode: 30, httpStatus: 500, retriable: false },
   CORRUPTION: { wireCode: 31, httpStatus: 500, retriable: false },
+  STORAGE_FULL: { wireCode: 32, httpStatus: 507, retriable: true },
   CONFIG_INVALID: { wireCode: 40, httpStatus: 500, retriable: false },
   PROTOCOL_ERROR: { wireCode: 50, httpStatus: 400, retriable: false },
   UNAUTHENTICATED: { wireCode: 51, httpStatus: 401, retriable: false },
@@ -149,6 +150,16 @@ export class StoreLockedError extends EventfulError {
 export class StorageFailedError extends EventfulError {
   constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
     super('STORAGE_FAILED', message, details, cause === undefined ? undefined : { cause });
+  }
+}
+
+/**
+ * The disk (or the user's quota) is full. Nothing of the failed appends was written; the store
+ * stays open, reads work, and appends succeed again once there is space: retry later.
+ */
+export class StorageFullError extends EventfulError {
+  constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super('STORAGE_FULL', message, details, cause === undefined ? undefined : { cause });
   }
 }
 
@@ -350,6 +361,7 @@ export const ERROR_CLASSES: Record<ErrorCode, new (...args: never[]) => Eventful
   STORE_LOCKED: StoreLockedError,
   STORAGE_FAILED: StorageFailedError,
   CORRUPTION: CorruptionError,
+  STORAGE_FULL: StorageFullError,
   CONFIG_INVALID: ConfigInvalidError,
   PROTOCOL_ERROR: ProtocolError,
   UNAUTHENTICATED: UnauthenticatedError,

@@ -12,13 +12,33 @@
  * append that arrived while the previous write was syncing, as one buffer, so one write and one
  * sync cover them all. The writer does one thing at a time; callers never overlap `write` calls.
  */
+import diagnostics from 'node:diagnostics_channel';
 import fs from 'node:fs';
-import { StorageFailedError, assert } from '../core/errors.js';
+import { performance } from 'node:perf_hooks';
+import { StorageFailedError, StorageFullError, assert } from '../core/errors.js';
 import { HEADER_BYTES, createSegment, fsyncDir, segmentFileName } from './segments.js';
 import type { SegmentFiles } from './segments.js';
 import path from 'node:path';
 
 export type DurabilityMode = 'always' | 'interval' | 'none';
+
+/**
+ * Instrumentation: each write and each sync is published on these channels (node:diagnostics_channel)
+ * as a `LogIoEvent`. Nothing is measured while no one subscribes, so an embedded store pays one
+ * boolean check per batch; the server's metrics subscribe (src/server/metrics.ts).
+ */
+export const LOG_WRITE_CHANNEL = 'eventful:log.write';
+export const LOG_SYNC_CHANNEL = 'eventful:log.sync';
+
+/** One write (bytes put in a segment) or one fdatasync of a log directory, and how long it took. */
+export interface LogIoEvent {
+  logDir: string;
+  bytes: number;
+  durationMs: number;
+}
+
+const writeChannel = diagnostics.channel(LOG_WRITE_CHANNEL);
+const syncChannel = diagnostics.channel(LOG_SYNC_CHANNEL);
 
 /** One append's bytes within a batch buffer. */
 export interface AppendSpan {
@@ -87,8 +107,12 @@ export class LogWriter {
     const locations: AppendLocation[] = new Array(spans.length);
     let runStart = 0; // index into spans of the first append not yet written
     while (runStart < spans.length) {
-      if (this.#size + (spans[runStart]!.end - spans[runStart]!.start) > this.#o.segmentBytes) {
-        await this.#roll(spans[runStart]!.firstPosition);
+      try {
+        if (this.#size + (spans[runStart]!.end - spans[runStart]!.start) > this.#o.segmentBytes) {
+          await this.#roll(spans[runStart]!.firstPosition);
+        }
+      } catch (err) {
+        throw runStart === 0 ? err : partOfBatchWritten(err);
       }
       let runEnd = runStart;
       let bytes = 0;
@@ -101,7 +125,11 @@ export class LogWriter {
         runEnd++;
       }
       assert(runEnd > runStart, 'an append larger than a segment was let through');
-      await this.#writeAt(buf.subarray(spans[runStart]!.start, spans[runEnd - 1]!.end), offset);
+      try {
+        await this.#writeAt(buf.subarray(spans[runStart]!.start, spans[runEnd - 1]!.end), offset);
+      } catch (err) {
+        throw runStart === 0 ? err : partOfBatchWritten(err);
+      }
       runStart = runEnd;
     }
     if (this.#o.durability === 'always') await this.#sync();
@@ -110,6 +138,7 @@ export class LogWriter {
   }
 
   async #writeAt(bytes: Buffer, offset: number): Promise<void> {
+    const started = writeChannel.hasSubscribers ? performance.now() : -1;
     let done = 0;
     try {
       while (done < bytes.length) {
@@ -118,29 +147,36 @@ export class LogWriter {
         );
       }
     } catch (err) {
-      this.#cutBack(offset);
+      // A full disk is not damage: once the batch's bytes are cut back off, the file is as it
+      // was, and the next batch may try again (STORAGE_FULL). Anything else stops the writer.
+      if (this.#cutBack(offset) && isFull(err)) throw new StorageFullError(`no space left to write ${segmentFileName(this.#base)}: ${(err as Error).message}`, { offset }, err);
       throw new StorageFailedError(`write to ${segmentFileName(this.#base)} failed: ${(err as Error).message}`, { offset }, err);
     }
     this.#size = offset + bytes.length;
+    if (started >= 0) writeChannel.publish({ logDir: this.#o.logDir, bytes: bytes.length, durationMs: performance.now() - started } satisfies LogIoEvent);
   }
 
-  /** Best effort: remove a failed batch's bytes so a reopen does not find half of it. */
-  #cutBack(offset: number): void {
+  /** Best effort: remove a failed batch's bytes so a reopen does not find half of it. True when it did. */
+  #cutBack(offset: number): boolean {
+    this.#size = offset;
     try {
       fs.ftruncateSync(this.#fd, offset);
+      return true;
     } catch {
       // Recovery on reopen cuts a torn tail by CRC anyway.
+      return false;
     }
-    this.#size = offset;
   }
 
   async #sync(): Promise<void> {
+    const started = syncChannel.hasSubscribers ? performance.now() : -1;
     try {
       await new Promise<void>((resolve, reject) => fs.fdatasync(this.#fd, (err) => (err ? reject(err) : resolve())));
     } catch (err) {
       throw new StorageFailedError(`fdatasync of ${segmentFileName(this.#base)} failed: ${(err as Error).message}`, {}, err);
     }
     this.#dirty = false;
+    if (started >= 0) syncChannel.publish({ logDir: this.#o.logDir, bytes: 0, durationMs: performance.now() - started } satisfies LogIoEvent);
   }
 
   async #backgroundSync(): Promise<void> {
@@ -168,6 +204,10 @@ export class LogWriter {
       this.#fd = this.#openForWrite(base);
     } catch (err) {
       if (err instanceof StorageFailedError) throw err;
+      // No room for the new segment: remove what was made of it, and stay on the old one.
+      if (isFull(err) && removeIfPresent(path.join(this.#o.logDir, segmentFileName(base)))) {
+        throw new StorageFullError(`no space left to create segment ${segmentFileName(base)}: ${(err as Error).message}`, {}, err);
+      }
       throw new StorageFailedError(`cannot create segment ${segmentFileName(base)}: ${(err as Error).message}`, {}, err);
     }
     fs.closeSync(old);
@@ -191,5 +231,26 @@ export class LogWriter {
     } finally {
       fs.closeSync(this.#fd);
     }
+  }
+}
+
+/** ENOSPC or EDQUOT: the disk or the quota is full. */
+function isFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** A batch failed after some of its appends were written: the writer must stop (see write). */
+function partOfBatchWritten(err: unknown): unknown {
+  if (!(err instanceof StorageFullError)) return err;
+  return new StorageFailedError(`${err.message} (after part of the batch was written)`, err.details as Record<string, unknown>, err);
+}
+
+function removeIfPresent(file: string): boolean {
+  try {
+    fs.rmSync(file, { force: true });
+    return true;
+  } catch {
+    return false;
   }
 }

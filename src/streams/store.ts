@@ -25,6 +25,7 @@ import {
   InvalidArgumentError,
   OverloadedError,
   StorageFailedError,
+  StorageFullError,
   StoreClosedError,
   WrongExpectedRevisionError,
   assert,
@@ -422,7 +423,9 @@ export class FileEventStore implements EventStore {
       try {
         locations = await this.#writer.write(buf, spans);
       } catch (err) {
-        this.#fail(err as Error);
+        // Disk full before any of the batch was written: nothing changed, so only this batch
+        // fails and the store goes on (the next batch finds space, or fails the same way).
+        if (!(err instanceof StorageFullError)) this.#fail(err as Error);
         for (const { req } of accepted) req.reject(err);
         for (const { req } of duplicates) req.reject(err);
         return;
