@@ -16,6 +16,8 @@ import type { EventInput, ExpectedRevision, ReadAllFilter, RecordedEvent } from 
 import type { MessageInput, NackOptions, RedriveOptions } from '../core/queues.js';
 import type { GroupSettingsInput } from '../core/groups.js';
 import { registerProjectionCommands } from './projection.js';
+import { clientOptions, withClient } from './target.js';
+import type { ClientOpts } from './target.js';
 import { registerTransferCommands } from './transfer.js';
 import type { VerifyReport } from '../log/verify.js';
 import { progressBar } from './progress.js';
@@ -36,29 +38,6 @@ const c = {
   green: (s: string) => (useColor ? `\x1b[32m${s}\x1b[0m` : s),
   red: (s: string) => (useColor ? `\x1b[31m${s}\x1b[0m` : s),
 };
-
-interface ClientOpts {
-  url?: string;
-  token?: string;
-  json?: boolean;
-}
-
-function clientOptions(cmd: Command): Command {
-  return cmd
-    .addOption(new Option('--url <url>', 'server address (tcp://, tls://, ws://, wss://)').env('EVENTFUL_URL').default('tcp://127.0.0.1:7071'))
-    .addOption(new Option('--token <token>', 'auth token').env('EVENTFUL_TOKEN'))
-    .option('--json', 'machine-readable output (one JSON document per line)');
-}
-
-async function withClient<T>(o: ClientOpts, fn: (store: import('../client/index.js').RemoteEventStore) => Promise<T>): Promise<T> {
-  const { connect } = await import('../client/index.js');
-  const store = await connect(o.url, { token: o.token, reconnect: false });
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
 
 function parseFrom(v: string | undefined): number | 'start' | 'end' | undefined {
   if (v === undefined || v === 'start' || v === 'end') return v;

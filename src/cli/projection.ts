@@ -19,12 +19,12 @@ import path from 'node:path';
 import readline from 'node:readline/promises';
 import { pathToFileURL } from 'node:url';
 import cliProgress from 'cli-progress';
-import { Command, CommanderError, Option } from 'commander';
-import type { EventStore } from '../core/events.js';
+import { Command, CommanderError } from 'commander';
 import { Projection } from '../projections/projection.js';
 import type { ProjectionOptions, RebuildProgress } from '../projections/projection.js';
 import type { ProjectionDefinition } from '../projections/definition.js';
 import type { ReadModelStore } from '../projections/read-model.js';
+import { openTarget, storeOptions } from './target.js';
 
 /** The exit codes of src/cli/main.ts that these commands use. */
 const EXIT = { ok: 0, problems: 1, error: 2 } as const;
@@ -90,20 +90,10 @@ export async function loadProjectionModule(file: string): Promise<LoadedModule> 
   return { definition, readModels: store, options };
 }
 
-async function openEventStore(o: CommonOpts, cmd: Command): Promise<EventStore> {
-  if (o.data !== undefined) {
-    if (cmd.getOptionValueSource('url') === 'cli') throw usage('give --url or --data, not both');
-    const { openStore } = await import('../streams/store.js');
-    return openStore({ dir: o.data });
-  }
-  const { connect } = await import('../client/index.js');
-  return connect(o.url, { token: o.token, reconnect: false });
-}
-
 async function withProjection<T>(file: string, o: CommonOpts, cmd: Command, extra: ProjectionOptions, fn: (p: Projection) => Promise<T>): Promise<T> {
   const loaded = await loadProjectionModule(file);
   try {
-    const store = await openEventStore(o, cmd);
+    const store = await openTarget(o, cmd);
     try {
       return await fn(new Projection(store, loaded.readModels, loaded.definition, { ...loaded.options, ...extra }));
     } finally {
@@ -115,12 +105,7 @@ async function withProjection<T>(file: string, o: CommonOpts, cmd: Command, extr
 }
 
 function commonOptions(cmd: Command): Command {
-  return cmd
-    .argument('<module>', 'JS/TS module exporting { projection, store } (see docs/projections.md)')
-    .addOption(new Option('--url <url>', 'server address (tcp://, tls://, ws://, wss://)').env('EVENTFUL_URL').default('tcp://127.0.0.1:7071'))
-    .addOption(new Option('--token <token>', 'auth token').env('EVENTFUL_TOKEN'))
-    .option('--data <dir>', 'read the log from this data directory (embedded store) instead of a server')
-    .option('--json', 'machine-readable output (one JSON document)');
+  return storeOptions(cmd.argument('<module>', 'JS/TS module exporting { projection, store } (see docs/projections.md)'));
 }
 
 /** Progress on stderr: a bar on a terminal, a line every few seconds otherwise. */

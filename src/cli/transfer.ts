@@ -12,40 +12,17 @@
 import fs from 'node:fs';
 import readline from 'node:readline';
 import cliProgress from 'cli-progress';
-import { Option } from 'commander';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../core/errors.js';
 import { CONTENT_TYPE_JSON, bytesToBase64 } from '../core/events.js';
-import type { EventInput, EventStore, RecordedEvent } from '../core/events.js';
+import type { EventInput, RecordedEvent } from '../core/events.js';
 import { backupDir, restoreBackup } from '../log/backup.js';
+import { openTarget, storeOptions } from './target.js';
+import type { StoreOpts } from './target.js';
 import { base64, fromCloudEvent, toCloudEvent } from '../protocol/cloudevents.js';
 import type { CloudEventIn } from '../protocol/cloudevents.js';
 
-interface TargetOpts {
-  url?: string;
-  token?: string;
-  data?: string;
-  json?: boolean;
-}
-
-/** `--url` (a server) or `--data` (a data directory no server holds). */
-function targetOptions(cmd: Command): Command {
-  return cmd
-    .addOption(new Option('--url <url>', 'server address (tcp://, tls://, ws://, wss://)').env('EVENTFUL_URL'))
-    .addOption(new Option('--token <token>', 'auth token').env('EVENTFUL_TOKEN'))
-    .option('--data <dir>', 'a data directory instead of a server (no server may hold it)')
-    .option('--json', 'print the result as JSON');
-}
-
-async function openTarget(o: TargetOpts): Promise<EventStore> {
-  if (o.data !== undefined && o.url !== undefined) throw new InvalidArgumentError('give --url or --data, not both');
-  if (o.data !== undefined) {
-    const { openStore } = await import('../streams/store.js');
-    return openStore({ dir: o.data });
-  }
-  const { connect } = await import('../client/index.js');
-  return connect(o.url ?? 'tcp://127.0.0.1:7071', { token: o.token });
-}
+type TargetOpts = StoreOpts;
 
 function bar(label: string, unit: string): cliProgress.SingleBar | undefined {
   if (!process.stderr.isTTY) return undefined;
@@ -141,7 +118,7 @@ export function registerTransferCommands(program: Command): void {
       process.stdout.write(o.json ? JSON.stringify({ ...r, head }) + '\n' : `restored ${r.events} events (head position ${head}) from a backup of ${r.createdAt} into ${r.dir}\n`);
     });
 
-  targetOptions(
+  storeOptions(
     program
       .command('export')
       .description("write the application's events as NDJSON (one event per line) to stdout or a file")
@@ -150,9 +127,9 @@ export function registerTransferCommands(program: Command): void {
       .option('--from <position>', 'first position', '1')
       .option('--category <names>', 'only these categories (comma-separated)')
       .option('--prefix <prefixes>', 'only streams starting with these (comma-separated)'),
-  ).action(async (o: TargetOpts & { out?: string; format: string; from: string; category?: string; prefix?: string }) => {
+  ).action(async (o: TargetOpts & { out?: string; format: string; from: string; category?: string; prefix?: string }, cmd: Command) => {
     if (o.format !== 'eventful' && o.format !== 'cloudevents') throw new InvalidArgumentError(`--format must be eventful or cloudevents, got '${o.format}'`);
-    const store = await openTarget(o);
+    const store = await openTarget(o, cmd);
     const out: NodeJS.WritableStream = o.out !== undefined ? fs.createWriteStream(o.out, { flags: 'wx' }) : process.stdout;
     try {
       const head = await store.headPosition();
@@ -185,14 +162,14 @@ export function registerTransferCommands(program: Command): void {
     }
   });
 
-  targetOptions(
+  storeOptions(
     program
       .command('import')
       .description('append events from NDJSON (an export, or CloudEvents with the stream as subject), in order')
       .argument('[file]', 'the NDJSON file (default: stdin)')
       .option('--any', 'append at the end of each stream instead of at the revision each line names'),
-  ).action(async (file: string | undefined, o: TargetOpts & { any?: boolean }) => {
-    const store = await openTarget(o);
+  ).action(async (file: string | undefined, o: TargetOpts & { any?: boolean }, cmd: Command) => {
+    const store = await openTarget(o, cmd);
     try {
       const total = file !== undefined ? fs.statSync(file).size : 0;
       const input = file !== undefined ? fs.createReadStream(file) : process.stdin;
