@@ -287,6 +287,43 @@ export function buildProgram(): Command {
       else for (const [k, v] of Object.entries(info)) process.stdout.write(`${k.padEnd(14)}  ${k.endsWith('At') ? new Date(v as number).toISOString() : String(v)}\n`);
     });
   });
+  clientOptions(
+    program
+      .command('delete')
+      .description('delete a stream: soft (it reads as empty and can be appended to again), or --hard (for good)')
+      .argument('<stream>', 'stream name')
+      .option('--hard', 'a tombstone: the stream can never be read or appended to again')
+      .option('--expected <revision>', 'any, no_stream, stream_exists or a revision: checked when the delete is made'),
+  ).action(async (stream: string, o: ClientOpts & { hard?: boolean; expected?: string }) => {
+    await withClient(o, async (store) => {
+      await store.deleteStream(stream, { hard: o.hard === true, expectedRevision: parseExpected(o.expected) });
+      process.stdout.write(o.json ? JSON.stringify({ deleted: stream, hard: o.hard === true }) + '\n' : `deleted ${stream}${o.hard ? ' for good' : ''}\n`);
+    });
+  });
+
+  clientOptions(
+    program
+      .command('retention')
+      .description("show a stream's retention, or set it (replacing what it had): reads hide what it excludes at once")
+      .argument('<stream>', 'stream name')
+      .option('--max-age <ms>', 'hide events older than this')
+      .option('--max-count <n>', 'keep only the last n events visible')
+      .option('--truncate-before <revision>', 'hide events before this revision')
+      .option('--clear', 'remove every setting'),
+  ).action(async (stream: string, o: ClientOpts & { maxAge?: string; maxCount?: string; truncateBefore?: string; clear?: boolean }) => {
+    await withClient(o, async (store) => {
+      const num = (v: string | undefined, what: string): number | undefined => {
+        if (v === undefined) return undefined;
+        if (!/^\d+$/.test(v)) throw new CommanderError(EXIT.error, 'eventful.usage', `${what} must be a whole number, got '${v}'`);
+        return Number(v);
+      };
+      const changes = { maxAgeMs: num(o.maxAge, '--max-age'), maxCount: num(o.maxCount, '--max-count'), truncateBefore: num(o.truncateBefore, '--truncate-before') };
+      if (o.clear || Object.values(changes).some((v) => v !== undefined)) await store.setStreamMetadata(stream, o.clear ? {} : changes);
+      const m = await store.getStreamMetadata(stream);
+      process.stdout.write(o.json ? JSON.stringify(m) + '\n' : Object.keys(m).length === 0 ? `${stream}: no retention (every event visible)\n` : `${stream}: ${JSON.stringify(m)}\n`);
+    });
+  });
+
   addQueueCommands(program);
   addGroupCommands(program);
   registerProjectionCommands(program);

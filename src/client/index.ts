@@ -15,6 +15,8 @@ import { eventReader } from '../core/events.js';
 import type {
   AppendOptions,
   AppendResult,
+  DeleteStreamOptions,
+  StreamMetadata,
   EventInput,
   EventReader,
   EventStore,
@@ -143,6 +145,19 @@ export class RemoteEventStore implements EventStore {
   async listStreams(options: ListStreamsOptions = {}): Promise<StreamInfo[]> {
     const f = await this.#conn.request(FRAME.LIST_STREAMS, strip({ ...options }));
     return f.body.streams as StreamInfo[];
+  }
+
+  async setStreamMetadata(stream: string, metadata: StreamMetadata): Promise<void> {
+    await this.#conn.request(FRAME.STREAM_OP, { op: 'setMetadata', stream, metadata });
+  }
+
+  async getStreamMetadata(stream: string): Promise<StreamMetadata> {
+    const f = await this.#conn.request(FRAME.STREAM_OP, { op: 'getMetadata', stream });
+    return f.body.result as StreamMetadata;
+  }
+
+  async deleteStream(stream: string, options: DeleteStreamOptions = {}): Promise<void> {
+    await this.#conn.request(FRAME.STREAM_OP, strip({ op: 'delete', stream, hard: options.hard, expectedRevision: options.expectedRevision }));
   }
 
   async headPosition(): Promise<number> {

@@ -17,6 +17,7 @@ export const ERROR_REGISTRY = {
   LIMIT_EXCEEDED: { wireCode: 4, httpStatus: 413, retriable: false },
   WRONG_EXPECTED_REVISION: { wireCode: 10, httpStatus: 409, retriable: false },
   IDEMPOTENCY_CONFLICT: { wireCode: 11, httpStatus: 409, retriable: false },
+  STREAM_DELETED: { wireCode: 12, httpStatus: 410, retriable: false },
   OVERLOADED: { wireCode: 20, httpStatus: 503, retriable: true },
   STORE_CLOSED: { wireCode: 21, httpStatus: 503, retriable: true },
   STORE_LOCKED: { wireCode: 22, httpStatus: 503, retriable: true },
@@ -304,6 +305,13 @@ export class ProjectionConflictError extends EventfulError {
   }
 }
 
+/** The stream was hard-deleted (a tombstone): it can never be read or appended to again. */
+export class StreamDeletedError extends EventfulError {
+  constructor(stream: string) {
+    super('STREAM_DELETED', `stream '${stream}' was deleted for good (hard delete): it cannot be read or appended to again`, { stream });
+  }
+}
+
 /** Something failed inside the server that is not the caller's doing. */
 export class InternalError extends EventfulError {
   constructor(message: string, details: Record<string, unknown> = {}) {
@@ -375,6 +383,7 @@ export const ERROR_CLASSES: Record<ErrorCode, new (...args: never[]) => Eventful
   QUEUE_FULL: QueueFullError,
   RECEIPT_INVALID: ReceiptInvalidError,
   LEASE_NOT_OWNED: LeaseNotOwnedError,
+  STREAM_DELETED: StreamDeletedError,
   GROUP_NOT_FOUND: GroupNotFoundError,
   GROUP_CONFLICT: GroupConflictError,
   PROJECTION_FAULTED: ProjectionFaultedError,

@@ -94,6 +94,28 @@ export interface StreamInfo {
   updatedAt: number;
 }
 
+/**
+ * A stream's retention, as stream metadata (KurrentDB's `$maxAge`, `$maxCount`, `$tb`). Reads
+ * hide what it excludes at once; absent fields impose nothing.
+ */
+export interface StreamMetadata {
+  /** Events older than this (from their commit time) are hidden. */
+  maxAgeMs?: number;
+  /** Only the stream's last `maxCount` events are visible. */
+  maxCount?: number;
+  /** Events before this revision are hidden (a soft delete sets it past the last one). */
+  truncateBefore?: number;
+  /** Set by a hard delete: a tombstone. Read-only: use `deleteStream`. */
+  deleted?: 'hard';
+}
+
+export interface DeleteStreamOptions {
+  /** A tombstone: the stream can never be read or appended to again. @default false (soft) */
+  hard?: boolean;
+  /** Checked against the stream's revision when the delete is made. @default 'any' */
+  expectedRevision?: ExpectedRevision;
+}
+
 /** A read's results: iterate with `for await`, collect with `toArray()`, or take `pages()`. */
 export interface EventReader extends AsyncIterable<RecordedEvent> {
   toArray(): Promise<RecordedEvent[]>;
@@ -409,6 +431,15 @@ export interface EventStore {
   listStreams(options?: ListStreamsOptions): Promise<StreamInfo[]>;
   /** Position of the last event in the log (0 when the log is empty). */
   headPosition(): Promise<number>;
+  /** Sets a stream's retention (replacing what it had); reads honour it at once. */
+  setStreamMetadata(stream: string, metadata: StreamMetadata): Promise<void>;
+  /** A stream's retention metadata (`{}` when it has none). */
+  getStreamMetadata(stream: string): Promise<StreamMetadata>;
+  /**
+   * Deletes a stream: soft by default (it reads as empty and can be appended to again, from its
+   * next revision), or hard (a tombstone: never again).
+   */
+  deleteStream(stream: string, options?: DeleteStreamOptions): Promise<void>;
   subscribeToAll(options?: SubscribeToAllOptions): Subscription;
   subscribeToStream(stream: string, options?: SubscribeToStreamOptions): Subscription;
   /** Named queues over the same log (src/core/queues.ts). */

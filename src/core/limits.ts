@@ -87,6 +87,11 @@ export const DEFAULT_LIMITS = {
   queueBatchMax: 10_000,
   /** Longest wait of a long-polling receive. @default 60,000 ms */
   queueReceiveWaitMsMax: 60_000,
+  /**
+   * Streams with retention or deletion metadata; each costs about 100 bytes of memory, loaded at
+   * open. @default 1,000,000
+   */
+  streamMetadataMax: 1_000_000,
   /** Consumer groups in one store. @default 1,000 */
   groupsMax: 1000,
   /** Members joined to one group at once (standing-by ones included). @default 256 */

@@ -23,7 +23,7 @@ import {
   UnsupportedMediaTypeError,
 } from '../core/errors.js';
 import { CONTENT_TYPE_JSON } from '../core/events.js';
-import type { EventInput, EventStore, ExpectedRevision, ReadAllFilter, RecordedEvent, Subscription } from '../core/events.js';
+import type { EventInput, EventStore, ExpectedRevision, ReadAllFilter, RecordedEvent, StreamMetadata, Subscription } from '../core/events.js';
 import { isUuid } from '../core/ids.js';
 import type { ServerLimits } from '../core/limits.js';
 import { requireReadAll, requireRole } from './auth.js';
@@ -149,6 +149,15 @@ const SettingsIn = Type.Object(
   { additionalProperties: false },
 );
 const SettingsOut = Type.Object(SettingsFields, { additionalProperties: false });
+const StreamMetadataSchema = Type.Object(
+  {
+    maxAgeMs: Type.Optional(Type.Integer()),
+    maxCount: Type.Optional(Type.Integer()),
+    truncateBefore: Type.Optional(Type.Integer()),
+    deleted: Type.Optional(Type.Literal('hard')),
+  },
+  { additionalProperties: false },
+);
 const GroupParams = Type.Object({ group: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false });
 const GroupSettingsOut = Type.Object(
   { filter: Filter, mode: Type.Union([Type.Literal('single'), Type.Literal('partitioned')]), partitions: Type.Integer() },
@@ -326,6 +335,60 @@ function streamRoutes(ctx: HttpContext): RouteDef[] {
         const limit = readLimit(q);
         const events = await store.readStream(stream, { from: q.from, direction: q.direction, limit: limit + 1 }).toArray();
         return pageOf(events, limit, (e) => e.revision);
+      },
+    },
+    {
+      method: 'GET',
+      url: '/streams/:stream/metadata',
+      operationId: 'getStreamMetadata',
+      summary: "A stream's retention metadata (maxAgeMs, maxCount, truncateBefore; deleted for a tombstone).",
+      auth: true,
+      params: StreamParams,
+      responses: { 200: StreamMetadataSchema },
+      handler: async (req, _reply, p) => {
+        const { stream } = req.params as { stream: string };
+        requireRole(p, 'read', stream);
+        return store.getStreamMetadata(stream);
+      },
+    },
+    {
+      method: 'PUT',
+      url: '/streams/:stream/metadata',
+      operationId: 'setStreamMetadata',
+      summary: "Set a stream's retention (replacing what it had); reads honour it at once.",
+      auth: true,
+      params: StreamParams,
+      body: Type.Object(
+        { maxAgeMs: Type.Optional(Type.Integer({ minimum: 1 })), maxCount: Type.Optional(Type.Integer({ minimum: 1 })), truncateBefore: Type.Optional(Type.Integer({ minimum: 0 })) },
+        { additionalProperties: false },
+      ),
+      responses: { 200: StreamMetadataSchema },
+      handler: async (req, _reply, p) => {
+        const { stream } = req.params as { stream: string };
+        requireRole(p, 'admin', stream);
+        await store.setStreamMetadata(stream, req.body as StreamMetadata);
+        return store.getStreamMetadata(stream);
+      },
+    },
+    {
+      method: 'DELETE',
+      url: '/streams/:stream',
+      operationId: 'deleteStream',
+      summary: 'Delete a stream: soft (it reads as empty and can be appended to again) or, with hard=true, for good.',
+      auth: true,
+      params: StreamParams,
+      querystring: Type.Object(
+        { hard: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])), expectedRevision: Type.Optional(Type.String({ pattern: '^(any|no_stream|stream_exists|\\d+)$' })) },
+        { additionalProperties: false },
+      ),
+      responses: { 200: Ok },
+      handler: async (req, _reply, p) => {
+        const { stream } = req.params as { stream: string };
+        const q = req.query as { hard?: string; expectedRevision?: string };
+        requireRole(p, 'admin', stream);
+        const exp = q.expectedRevision === undefined ? undefined : /^\d+$/.test(q.expectedRevision) ? Number(q.expectedRevision) : (q.expectedRevision as ExpectedRevision);
+        await store.deleteStream(stream, { hard: q.hard === 'true', expectedRevision: exp });
+        return { ok: true };
       },
     },
     {

@@ -286,6 +286,18 @@ export class Session {
         const streams = await store.listStreams(pick(b, ['prefix', 'after', 'limit']));
         return this.#send(FRAME.STREAMS, f.requestId, { streams });
       }
+      case FRAME.STREAM_OP: {
+        const stream = streamField(b);
+        if (b.op === 'getMetadata') {
+          requireRole(p, 'read', stream);
+          return this.#send(FRAME.STREAM_OP_RESULT, f.requestId, { result: await store.getStreamMetadata(stream) });
+        }
+        requireRole(p, 'admin', stream);
+        if (b.op === 'setMetadata') await store.setStreamMetadata(stream, (b.metadata ?? undefined) as never);
+        else if (b.op === 'delete') await store.deleteStream(stream, pick(b, ['hard', 'expectedRevision']));
+        else throw new ProtocolError(`unknown stream op ${typeof b.op === 'string' ? `'${b.op.slice(0, 32)}'` : typeof b.op}`);
+        return this.#send(FRAME.STREAM_OP_RESULT, f.requestId, { result: null });
+      }
       case FRAME.HEAD:
         return this.#send(FRAME.HEAD_RESULT, f.requestId, { position: await store.headPosition() });
       case FRAME.QUEUE:

@@ -26,6 +26,8 @@ import {
   OverloadedError,
   StorageFailedError,
   StorageFullError,
+  StreamDeletedError,
+  LimitExceededError,
   StoreClosedError,
   WrongExpectedRevisionError,
   assert,
@@ -78,6 +80,8 @@ import { recover } from './recover.js';
 import { QueueManager } from '../queues/manager.js';
 import type { QueueOptions } from '../queues/manager.js';
 import { GroupManager } from '../subscriptions/groups.js';
+import { METADATA_EVENT_TYPE, Retention, checkStreamMetadata, metadataStream } from './retention.js';
+import type { DeleteStreamOptions, StreamMetadata } from '../core/events.js';
 import type { RecoveryReport } from './recover.js';
 
 export type { RecoveryReport } from './recover.js';
@@ -160,6 +164,8 @@ export class FileEventStore implements EventStore {
   #failed: Error | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** Every stream's retention and deletion metadata (src/streams/retention.ts). */
+  readonly #retention = new Retention();
   /** Set once closing has got past the queues: no more appends. */
   #stopping = false;
   #idWindow: IdWindow;
@@ -271,6 +277,7 @@ export class FileEventStore implements EventStore {
       );
       await r.index.flush(logId);
       await store.#warmIdWindow();
+      await store.#loadRetention();
       opened = store;
       store.queues = await QueueManager.open(store, { onWarning, ...o.queues });
       store.groups = await GroupManager.open(store, { onWarning });
@@ -464,7 +471,16 @@ export class FileEventStore implements EventStore {
    */
   #decide(req: PendingAppend, s: BatchStream): AppendResult | 'append' {
     const rev = s.state.revision;
-    const exp = req.expected;
+    let exp = req.expected;
+    if (this.#retention.size > 0) {
+      const m = this.#retention.get(req.stream);
+      if (m?.deleted === 'hard') throw new StreamDeletedError(req.stream);
+      // A soft-deleted stream does not exist: `no_stream` appends after its last revision.
+      if (rev >= 0 && Retention.gone(m, rev)) {
+        if (exp === 'no_stream') exp = rev;
+        else if (exp === 'stream_exists') throw new WrongExpectedRevisionError(req.stream, exp, -1);
+      }
+    }
     const ids = req.prepared;
     if (typeof exp === 'number' || exp === 'no_stream') {
       const r = exp === 'no_stream' ? -1 : exp;
@@ -587,22 +603,38 @@ export class FileEventStore implements EventStore {
     let remaining = limit;
     let next: number | undefined;
     let streamId: number | undefined;
+    let meta: StreamMetadata | undefined;
+    let floor = 0;
+    let lastRevision = -1;
     return async () => {
-      if (remaining <= 0) return undefined;
-      this.#checkReadable();
-      if (streamId === undefined) {
-        const st = this.#index.getStream(stream);
-        if (st === undefined) return undefined;
-        streamId = st.id;
-        if (backwards) next = from === undefined || from === 'end' ? st.revision : from === 'start' ? 0 : from;
-        else next = from === undefined || from === 'start' ? 0 : from === 'end' ? st.revision + 1 : from;
+      for (;;) {
+        if (remaining <= 0) return undefined;
+        this.#checkReadable();
+        if (streamId === undefined) {
+          const st = this.#index.getStream(stream);
+          meta = this.#retention.size > 0 ? this.#retention.get(stream) : undefined;
+          if (meta?.deleted === 'hard') throw new StreamDeletedError(stream);
+          if (st === undefined) return undefined;
+          streamId = st.id;
+          lastRevision = st.revision;
+          if (meta !== undefined) floor = Retention.floor(meta, st.revision);
+          if (backwards) next = from === undefined || from === 'end' ? st.revision : from === 'start' ? 0 : from;
+          else next = Math.max(floor, from === undefined || from === 'start' ? 0 : from === 'end' ? st.revision + 1 : from);
+        }
+        if (next! < floor) return undefined;
+        const entries = this.#index.entries(stream, streamId, next!, backwards, Math.min(remaining, READ_PAGE_EVENTS));
+        if (backwards) while (entries.length > 0 && entries[entries.length - 1]!.revision < floor) entries.pop();
+        if (entries.length === 0) return undefined;
+        next = entries[entries.length - 1]!.revision + (backwards ? -1 : 1);
+        let events = this.#readEntries(entries);
+        if (meta?.maxAgeMs !== undefined) {
+          const now = Date.now();
+          events = events.filter((e) => Retention.visible(meta!, e.revision, e.timestamp, lastRevision, now));
+          if (events.length === 0) continue;
+        }
+        remaining -= events.length;
+        return events;
       }
-      if (next! < 0) return undefined;
-      const entries = this.#index.entries(stream, streamId, next!, backwards, Math.min(remaining, READ_PAGE_EVENTS));
-      if (entries.length === 0) return undefined;
-      remaining -= entries.length;
-      next = entries[entries.length - 1]!.revision + (backwards ? -1 : 1);
-      return this.#readEntries(entries);
     };
   }
 
@@ -687,6 +719,7 @@ export class FileEventStore implements EventStore {
             break;
           }
           if (filter !== undefined && !matches(filter, buf, off)) continue;
+          if (this.#retention.size > 0 && this.#hidden(buf, off)) continue;
           page.push(decodeEvent(buf, off));
           remaining--;
         }
@@ -731,6 +764,7 @@ export class FileEventStore implements EventStore {
           if (pos > top) continue;
           if (remaining <= 0) break;
           if (filter !== undefined && !matches(filter, buf, off)) continue;
+          if (this.#retention.size > 0 && this.#hidden(buf, off)) continue;
           page.push(decodeEvent(buf, off));
           remaining--;
         }
@@ -769,7 +803,81 @@ export class FileEventStore implements EventStore {
     this.#checkReadable();
     checkStreamName(stream, this.limits, true);
     const st = this.#index.getStream(stream);
-    return st === undefined ? undefined : toInfo(stream, st);
+    if (st === undefined || (this.#retention.size > 0 && Retention.gone(this.#retention.get(stream), st.revision))) return undefined;
+    return toInfo(stream, st);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Stream metadata: retention and deletion (src/streams/retention.ts)
+
+  /** Sets a stream's retention (replacing what it had); reads honour it at once. */
+  async setStreamMetadata(stream: string, metadata: StreamMetadata): Promise<void> {
+    this.#checkOpen();
+    checkStreamName(stream, this.limits, false);
+    const m = checkStreamMetadata(metadata);
+    if (this.#retention.get(stream)?.deleted === 'hard') throw new StreamDeletedError(stream);
+    await this.#writeMetadata(stream, m);
+  }
+
+  /** A stream's retention metadata (`{}` when it has none). */
+  async getStreamMetadata(stream: string): Promise<StreamMetadata> {
+    this.#checkReadable();
+    checkStreamName(stream, this.limits, false);
+    return { ...(this.#retention.get(stream) ?? {}) };
+  }
+
+  /**
+   * Deletes a stream. Soft (the default): its events are truncated away, it reads as empty and
+   * does not exist for `no_stream`, and appending to it again goes on from the next revision.
+   * Hard: a tombstone; it can never be read or appended to again. `expectedRevision` is checked
+   * against the stream's revision when the delete is made.
+   */
+  async deleteStream(stream: string, options: DeleteStreamOptions = {}): Promise<void> {
+    this.#checkOpen();
+    checkStreamName(stream, this.limits, false);
+    const o = checkOptionKeys(options, ['hard', 'expectedRevision'], 'deleteStream');
+    const current = this.#retention.get(stream);
+    if (current?.deleted === 'hard') throw new StreamDeletedError(stream);
+    const st = this.#index.getStream(stream);
+    const rev = st === undefined || Retention.gone(current, st.revision) ? -1 : st.revision;
+    const exp = o.expectedRevision as ExpectedRevision | undefined;
+    if (exp !== undefined && exp !== 'any') {
+      const ok = exp === 'no_stream' ? rev === -1 : exp === 'stream_exists' ? rev >= 0 : exp === rev;
+      if (!ok) throw new WrongExpectedRevisionError(stream, exp, rev);
+    }
+    if (o.hard === true) await this.#writeMetadata(stream, { deleted: 'hard' });
+    else if (st !== undefined) await this.#writeMetadata(stream, { ...current, truncateBefore: st.revision + 1 });
+  }
+
+  async #writeMetadata(stream: string, m: StreamMetadata): Promise<void> {
+    if (this.#retention.get(stream) === undefined && this.#retention.size >= this.limits.streamMetadataMax) {
+      throw new LimitExceededError('streamMetadataMax', this.limits.streamMetadataMax, this.#retention.size + 1);
+    }
+    await this.#append(metadataStream(stream), [{ type: METADATA_EVENT_TYPE, data: m }], undefined, true);
+    this.#retention.set(stream, m);
+  }
+
+  /** Loads every stream's metadata: the last event of each `$$<stream>`. */
+  async #loadRetention(): Promise<void> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.listStreams({ prefix: '$$', after, limit: 1000 });
+      for (const info of page) {
+        const [last] = await this.readStream(info.stream, { direction: 'backwards', limit: 1 }).toArray();
+        if (last?.type === METADATA_EVENT_TYPE) this.#retention.set(info.stream.slice(2), last.data as StreamMetadata);
+      }
+      if (page.length < 1000) return;
+      after = page[page.length - 1]!.stream;
+    }
+  }
+
+  /** Whether the event in this frame is hidden by its stream's retention or deletion. */
+  #hidden(buf: Buffer, off: number): boolean {
+    const stream = frame.stream(buf, off);
+    const m = this.#retention.get(stream);
+    if (m === undefined) return false;
+    const last = m.maxCount !== undefined ? (this.#index.getStream(stream)?.revision ?? -1) : -1;
+    return !Retention.visible(m, frame.revision(buf, off), frame.timestamp(buf, off), last, Date.now());
   }
 
   async listStreams(options?: ListStreamsOptions): Promise<StreamInfo[]> {
@@ -779,7 +887,10 @@ export class FileEventStore implements EventStore {
     if (typeof prefix !== 'string') throw new InvalidArgumentError('prefix must be a string');
     if (o.after !== undefined && typeof o.after !== 'string') throw new InvalidArgumentError('after must be a string');
     const limit = o.limit === undefined ? 100 : checkLimit(o.limit);
-    return this.#index.listStreams(prefix, o.after as string | undefined, Math.min(limit, 10_000)).map(({ name, state }) => toInfo(name, state));
+    let found = this.#index.listStreams(prefix, o.after as string | undefined, Math.min(limit, 10_000));
+    // Deleted streams are left out (a page may then be shorter than the limit).
+    if (this.#retention.size > 0) found = found.filter(({ name, state }) => !Retention.gone(this.#retention.get(name), state.revision));
+    return found.map(({ name, state }) => toInfo(name, state));
   }
 
   async headPosition(): Promise<number> {
@@ -900,6 +1011,7 @@ export class FileEventStore implements EventStore {
           if (filter.stream !== undefined && frame.stream(buf, off) !== filter.stream) continue;
           if (!matches(filter, buf, off)) continue;
         }
+        if (this.#retention.size > 0 && this.#hidden(buf, off)) continue;
         page.push(decodeEvent(buf, off));
       }
       if (page.length > 0) yield page;

@@ -526,7 +526,7 @@ test('bad input: a 4xx with a stable code and a message saying what was expected
     { name: 'application/xml', send: () => call('main', 'POST', '/streams/bad-1', { raw: '<events/>', contentType: 'application/xml' }), status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: /application\/json/ },
     { name: 'no content type', send: () => call('main', 'POST', '/streams/bad-1', { raw: Buffer.from(JSON.stringify({ events: ok })) }), status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: /application\/json/ },
     { name: 'an unknown route', send: () => get('/nope'), status: 404, code: 'NOT_FOUND', message: /no route GET \/nope/ },
-    { name: 'an unknown method on a route', send: () => call('main', 'DELETE', '/streams/order-1'), status: 404, code: 'NOT_FOUND', message: /no route DELETE/ },
+    { name: 'an unknown method on a route', send: () => call('main', 'PATCH', '/streams/order-1'), status: 404, code: 'NOT_FOUND', message: /no route PATCH/ },
     { name: 'a stream read limit above httpReadEventsMax', send: () => get(`/streams/order-1?limit=${HTTP_READ_EVENTS_MAX + 1}`), status: 413, code: 'LIMIT_EXCEEDED', message: /httpReadEventsMax/, check: (r) => assert.equal(r.body.details.max, HTTP_READ_EVENTS_MAX) },
     { name: 'a $all read limit above httpReadEventsMax', send: () => get(`/all?limit=${HTTP_READ_EVENTS_MAX + 1}`), status: 413, code: 'LIMIT_EXCEEDED', message: /httpReadEventsMax/, check: (r) => assert.equal(r.body.details.max, HTTP_READ_EVENTS_MAX) },
     { name: 'a limit of 0', send: () => get('/all?limit=0'), status: 400, code: 'INVALID_ARGUMENT', message: /'limit': Expected integer to be greater or equal to 1/ },
@@ -751,6 +751,26 @@ test('Server-Sent Events: $all and a stream, history then live, resuming after L
 
 // ---------------------------------------------------------------------------------------------
 // Queues (after the log check above: queues write records of their own to the log)
+
+test('stream retention and deletion over HTTP', async () => {
+  await post('/streams/http-ret-1', { events: [{ type: 'A' }, { type: 'B' }, { type: 'C' }] });
+  const set = await call('main', 'PUT', '/streams/http-ret-1/metadata', { json: { truncateBefore: 1 } });
+  assert.equal(set.status, 200);
+  assert.deepEqual(set.body, { truncateBefore: 1 });
+  assert.deepEqual((await get('/streams/http-ret-1/metadata')).body, { truncateBefore: 1 });
+  assert.deepEqual(
+    (await get('/streams/http-ret-1')).body.events.map((e: Json) => e.type),
+    ['B', 'C'],
+  );
+  assert.equal((await call('main', 'PUT', '/streams/http-ret-1/metadata', { json: { maxCount: 0 } })).status, 400);
+  assert.equal((await call('main', 'DELETE', '/streams/http-ret-1?expectedRevision=0')).status, 409);
+  assert.equal((await call('main', 'DELETE', '/streams/http-ret-1?expectedRevision=2')).status, 200);
+  assert.equal((await get('/streams/http-ret-1/info')).status, 404);
+  assert.equal((await call('main', 'DELETE', '/streams/http-ret-1?hard=true')).status, 200);
+  const gone = await post('/streams/http-ret-1', { events: [{ type: 'D' }] });
+  assert.equal(gone.status, 410);
+  assert.equal(gone.body.code, 'STREAM_DELETED');
+});
 
 test('consumer groups over HTTP: create, stats with lag, list, reset, delete, and typed errors', async () => {
   await post('/streams/grp-1', { events: [{ type: 'A' }, { type: 'B' }] });
@@ -1009,6 +1029,11 @@ test('OpenAPI: every route is documented and answers, and every response above m
     'POST /queues/{queue}/redrive': () => post('/queues/probe-q/redrive', { to: 'probe-q', count: 1 }),
     'POST /queues/{queue}/unpark': () => post('/queues/probe-q/unpark', { groupKey: 'g' }),
     'POST /queues/{queue}/purge': () => call('main', 'POST', '/queues/probe-q/purge'),
+    'PUT /streams/{stream}/metadata': () => call('main', 'PUT', '/streams/probe-meta/metadata', { json: { maxCount: 10 } }),
+    'DELETE /streams/{stream}': async () => {
+      await post('/streams/probe-del', { events: [{ type: 'Probe' }] });
+      return call('main', 'DELETE', '/streams/probe-del');
+    },
     'POST /groups/{group}': () => post('/groups/probe-g', { mode: 'partitioned', partitions: 4 }),
     'GET /groups/{group}': async () => {
       await post('/groups/probe-g', { mode: 'partitioned', partitions: 4 });
