@@ -68,7 +68,7 @@ export async function startServer(config: Readonly<ServerConfig>, options: { log
 
   let ready = false;
   const sessions = new Set<Session>();
-  const ctx: SessionContext = { store, queues: store.queues, groups: store.groups, auth, limits: config.serverLimits, serverName: `eventful/${version}`, log };
+  const ctx: SessionContext = { store, queues: store.queues, groups: store.groups, frames: store, auth, limits: config.serverLimits, serverName: `eventful/${version}`, log };
   const admit = (transport: Transport): Session | undefined => {
     if (sessions.size >= config.serverLimits.connectionsMax) {
       log('warn', 'refusing a connection: connectionsMax reached', { remote: transport.remote });

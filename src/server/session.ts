@@ -43,6 +43,8 @@ export interface SessionContext {
   store: EventStore;
   queues: QueueManager;
   groups: GroupManager;
+  /** The embedded store's frames, for sending the log without decoding it (subscriptions to $all). */
+  frames?: FrameSource;
   auth: Authenticator;
   limits: ServerLimits;
   serverName: string;
@@ -264,6 +266,30 @@ export class Session {
         } else {
           requireReadAll(p, b.filter as ReadAllFilter | undefined);
           if (from === undefined || from === 'end') from = (await store.headPosition()) + 1;
+          const frames = this.#ctx.frames;
+          if (frames !== undefined) {
+            // The log's frames go out as wire records without being decoded into events: the
+            // fields after a frame's header are laid out alike in both (see framesToRecords).
+            if (typeof from !== 'number' && from !== 'start') throw new ProtocolError("'from' must be a position, 'start' or 'end'");
+            const state = { closed: false };
+            const gen = frames.followFrames(from === 'start' ? 1 : from, b.filter as ReadAllFilter | undefined, state);
+            const close = async (): Promise<void> => {
+              state.closed = true;
+              frames.wakeFollowers();
+              await gen.return(undefined);
+            };
+            this.#subscriptions++;
+            try {
+              const next = async (): Promise<FrameRef[] | undefined> => {
+                const r = await gen.next();
+                return r.done ? undefined : r.value;
+              };
+              return await this.#pump(f.requestId, b.credit, next, { sub: { close }, from: typeof from === 'number' ? from : undefined }, framesToRecords);
+            } finally {
+              this.#subscriptions--;
+              await close();
+            }
+          }
           sub = store.subscribeToAll({ ...pick(b, ['filter']), from: from as number });
         }
         this.#subscriptions++;
@@ -454,14 +480,21 @@ export class Session {
    * Sends pages from `next` under `requestId`, never more events than the client's credit.
    * A read ends with EVENTS { done: true }; a subscription runs until cancelled.
    */
-  async #pump(requestId: number, credit: unknown, next: PageSource, subscription?: { sub: Subscription; from: number | undefined }): Promise<void> {
+  async #pump<T = RecordedEvent>(
+    requestId: number,
+    credit: unknown,
+    next: () => Promise<T[] | undefined>,
+    subscription?: { sub: Pick<Subscription, 'close'>; from: number | undefined },
+    encode: (items: T[]) => Uint8Array = encodeEventRecords as unknown as (items: T[]) => Uint8Array,
+  ): Promise<void> {
     const isSubscription = subscription !== undefined;
     if (typeof credit !== 'number' || !Number.isSafeInteger(credit) || credit <= 0) throw new ProtocolError('reads and subscriptions need a positive integer credit');
     if (this.#streams.has(requestId)) throw new ProtocolError(`request id ${requestId} is already in use`);
-    const s: Stream = { credit, wake: undefined, cancelled: false, subscription: subscription?.sub };
+    const s: Stream = { credit, wake: undefined, cancelled: false, subscription: subscription?.sub as Subscription | undefined };
     this.#streams.set(requestId, s);
     if (subscription !== undefined) this.#send(FRAME.SUBSCRIBED, requestId, subscription.from === undefined ? {} : { from: subscription.from });
-    let carry: RecordedEvent[] = [];
+    let carry: T[] = [];
+    const pageMax = this.#ctx.limits.readPageEventsMax;
     try {
       while (!s.cancelled && !this.#closed) {
         if (s.credit <= 0 || this.#t.bufferedBytes > this.#ctx.limits.outputBufferBytesMax) {
@@ -476,10 +509,10 @@ export class Session {
           if (p === undefined) break;
           page = p;
         }
-        const n = Math.min(page.length, s.credit);
-        carry = page.slice(n);
+        const n = Math.min(page.length, s.credit, pageMax);
+        carry = n === page.length ? [] : page.slice(n);
         s.credit -= n;
-        this.#send(FRAME.EVENTS, requestId, { records: encodeEventRecords(n === page.length ? page : page.slice(0, n)), count: n });
+        this.#send(FRAME.EVENTS, requestId, { records: encode(n === page.length ? page : page.slice(0, n)), count: n });
       }
       if (!s.cancelled && !this.#closed && !isSubscription) this.#send(FRAME.EVENTS, requestId, { done: true });
     } finally {
@@ -631,6 +664,38 @@ export class Session {
 function streamField(b: Record<string, unknown>): string {
   if (typeof b.stream !== 'string') throw new ProtocolError(`'stream' must be a string, got ${b.stream === null ? 'nil' : typeof b.stream}`);
   return b.stream;
+}
+
+/** A frame of the log: the buffer it was read into and its offset there. */
+export interface FrameRef {
+  buf: Buffer;
+  off: number;
+}
+
+export interface FrameSource {
+  followFrames(from: number, filter: ReadAllFilter | undefined, sub: { closed: boolean }): AsyncGenerator<FrameRef[]>;
+  wakeFollowers(): void;
+}
+
+/**
+ * Log frames as the wire's event records (src/protocol/records.ts), without decoding them. A
+ * log frame (src/log/record.ts) is `len | crc | kind | flags | position .. dataBytes | fields |
+ * len`; a wire record is `len | position .. dataBytes | fields`: from the position on, both hold
+ * the same fields, little-endian, in the same order. So a record is its length and one copy of
+ * the frame's bytes from offset 10 to the trailer.
+ */
+export function framesToRecords(refs: FrameRef[]): Uint8Array {
+  let total = 0;
+  for (const r of refs) total += r.buf.readUInt32LE(r.off) - 10;
+  const out = Buffer.allocUnsafe(total);
+  let o = 0;
+  for (const { buf, off } of refs) {
+    const frameBytes = buf.readUInt32LE(off);
+    out.writeUInt32LE(frameBytes - 10, o);
+    buf.copy(out, o + 4, off + 10, off + frameBytes - 4);
+    o += frameBytes - 10;
+  }
+  return out;
 }
 
 function groupField(b: Record<string, unknown>): string {

@@ -81,7 +81,7 @@ import { QueueManager } from '../queues/manager.js';
 import type { QueueOptions } from '../queues/manager.js';
 import { GroupManager } from '../subscriptions/groups.js';
 import { METADATA_EVENT_TYPE, Retention, checkStreamMetadata, metadataStream } from './retention.js';
-import type { DeleteStreamOptions, StreamMetadata } from '../core/events.js';
+import type { DeleteStreamOptions, ReadAllFilter, StreamMetadata } from '../core/events.js';
 import type { RecoveryReport } from './recover.js';
 
 export type { RecoveryReport } from './recover.js';
@@ -1062,6 +1062,24 @@ export class FileEventStore implements EventStore {
         }
       }
       next = head + 1;
+    }
+  }
+
+  /**
+   * The frames of the log from position `from` on, forever, filtered as subscribeToAll filters
+   * events (and hiding what retention hides), as references into the chunks read. For the
+   * server, which sends them on without decoding them. @internal
+   */
+  async *followFrames(from: number, filter: ReadAllFilter | undefined, sub: { closed: boolean }): AsyncGenerator<Array<{ buf: Buffer; off: number }>> {
+    const f = compileFilter(filter);
+    for await (const { buf, offsets } of this.tailFrames(from, sub)) {
+      const page: Array<{ buf: Buffer; off: number }> = [];
+      for (const off of offsets) {
+        if (f !== undefined && !matches(f, buf, off)) continue;
+        if (this.#retention.size > 0 && this.#hidden(buf, off)) continue;
+        page.push({ buf, off });
+      }
+      if (page.length > 0) yield page;
     }
   }
 
