@@ -247,6 +247,11 @@ export class Session {
       }
       case FRAME.READ_ALL: {
         requireReadAll(p, b.filter as ReadAllFilter | undefined);
+        if (this.#ctx.frames !== undefined && b.direction !== 'backwards') {
+          // Forwards, the log's frames go out as wire records without being decoded.
+          const next = this.#ctx.frames.readAllFrames(pick(b, ['from', 'limit', 'filter']));
+          return this.#pump(f.requestId, b.credit, next, undefined, framesToRecords);
+        }
         const reader = store.readAll(pick(b, ['from', 'direction', 'limit', 'filter']));
         return this.#pump(f.requestId, b.credit, pagesOf(reader, this.#ctx.limits.readPageEventsMax));
       }
@@ -674,6 +679,7 @@ export interface FrameRef {
 
 export interface FrameSource {
   followFrames(from: number, filter: ReadAllFilter | undefined, sub: { closed: boolean }): AsyncGenerator<FrameRef[]>;
+  readAllFrames(options: { from?: number | 'start' | 'end'; limit?: number; filter?: ReadAllFilter }): () => Promise<FrameRef[] | undefined>;
   wakeFollowers(): void;
 }
 

@@ -683,7 +683,24 @@ export class FileEventStore implements EventStore {
     return eventReader(() => (backwards ? this.#allBackwardPages(from, limit, filter) : this.#allForwardPages(from, limit, filter)));
   }
 
-  #allForwardPages(from: number | 'start' | 'end' | undefined, limit: number, filter: CompiledFilter | undefined): PageSource {
+  /**
+   * The frames readAll (forwards) would decode, as references into the chunks read: for the
+   * server, which sends them on without decoding them. @internal
+   */
+  readAllFrames(options: { from?: number | 'start' | 'end'; limit?: number; filter?: ReadAllFilter } = {}): () => Promise<Array<{ buf: Buffer; off: number }> | undefined> {
+    if (this.#closed) throw new StoreClosedError();
+    const o = checkOptionKeys(options, ['from', 'limit', 'filter'], 'readAll');
+    return this.#allForwardPages(checkFrom(o.from, 'from'), checkLimit(o.limit), compileFilter(o.filter as ReadAllFilter | undefined), (buf, off) => ({ buf, off }));
+  }
+
+  #allForwardPages(from: number | 'start' | 'end' | undefined, limit: number, filter: CompiledFilter | undefined): PageSource;
+  #allForwardPages<T>(from: number | 'start' | 'end' | undefined, limit: number, filter: CompiledFilter | undefined, make: (buf: Buffer, off: number) => T): () => Promise<T[] | undefined>;
+  #allForwardPages<T>(
+    from: number | 'start' | 'end' | undefined,
+    limit: number,
+    filter: CompiledFilter | undefined,
+    make: (buf: Buffer, off: number) => T = decodeEvent as unknown as (buf: Buffer, off: number) => T,
+  ): () => Promise<T[] | undefined> {
     // A read sees the log as it was when it started.
     const head = this.#head;
     const endBase = this.#committedBase;
@@ -710,7 +727,7 @@ export class FileEventStore implements EventStore {
           continue;
         }
         const { buf, offsets } = r.value;
-        const page: RecordedEvent[] = [];
+        const page: T[] = [];
         for (const off of offsets) {
           const pos = frame.position(buf, off);
           if (pos < start) continue;
@@ -720,7 +737,7 @@ export class FileEventStore implements EventStore {
           }
           if (filter !== undefined && !matches(filter, buf, off)) continue;
           if (this.#retention.size > 0 && this.#hidden(buf, off)) continue;
-          page.push(decodeEvent(buf, off));
+          page.push(make(buf, off));
           remaining--;
         }
         if (page.length > 0) return page;
