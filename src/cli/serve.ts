@@ -1,6 +1,6 @@
 /** `eventful serve`: start the server, print where it listens, shut down gracefully on signals. */
 import path from 'node:path';
-import { loadConfig, SCALAR_KEYS } from '../server/config.js';
+import { loadConfig, metricsOpen, SCALAR_KEYS } from '../server/config.js';
 import { startServer } from '../server/server.js';
 import { version } from './main.js';
 
@@ -18,6 +18,8 @@ export async function runServe(opts: Record<string, string | boolean | undefined
   out.write(`  binary protocol  ${server.tcpUrl}\n`);
   out.write(`  HTTP API         ${server.httpUrl}  (OpenAPI at /openapi.json)\n`);
   out.write(`  WebSocket        ${server.wsUrl}\n`);
+  out.write(`  dashboard        ${server.httpUrl}/ui\n`);
+  out.write(`  metrics          ${server.httpUrl}/metrics  (${metricsOpen(config, server.authEnabled) ? 'no token needed' : 'token with the metrics or admin role'})\n`);
   out.write(`  auth             ${server.authEnabled ? 'on (tokens required)' : 'off: anyone who can reach these ports may read and write'}\n`);
   out.write(`  TLS              ${server.tls ? 'on' : 'off'}\n`);
 

@@ -11,14 +11,16 @@
  *           - { role: read }
  *
  * Roles: `read` (read streams, $all, subscribe), `write` (append), `admin` (everything, on every
- * stream). A token is compared by its SHA-256 digest with `timingSafeEqual`, so neither its
- * content nor its length leaks through timing; tokens are never logged.
+ * stream), `metrics` (GET /metrics and /stats only: for a Prometheus scraper). A token is
+ * compared by its SHA-256 digest with `timingSafeEqual`, so neither its content nor its length
+ * leaks through timing; tokens are never logged.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { ConfigInvalidError, ForbiddenError, UnauthenticatedError } from '../core/errors.js';
 import type { ReadAllFilter } from '../core/events.js';
 
-export type Role = 'read' | 'write' | 'admin';
+/** `metrics`: read server-wide numbers (GET /metrics and /stats), and nothing else. */
+export type Role = 'read' | 'write' | 'admin' | 'metrics';
 
 export interface TokenConfig {
   name: string;

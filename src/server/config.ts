@@ -16,7 +16,14 @@ import type { ServerLimits, StoreLimits } from '../core/limits.js';
 export const DEFAULT_HTTP_PORT = 7070;
 export const DEFAULT_TCP_PORT = 7071;
 
-const Role = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('admin')]);
+const Role = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('admin'), Type.Literal('metrics')]);
+
+/**
+ * Who may read GET /metrics and GET /stats when auth is on. `auto`: anyone when the server
+ * listens on a loopback address (like the health endpoints), a token otherwise.
+ * @default 'auto'
+ */
+export const DEFAULT_METRICS_AUTH = 'auto';
 
 const limitProps = Object.fromEntries(
   [...Object.keys(DEFAULT_LIMITS), ...Object.keys(DEFAULT_SERVER_LIMITS)].map((k) => [k, Type.Optional(Type.Integer({ minimum: 1 }))]),
@@ -36,6 +43,10 @@ export const ConfigSchema = Type.Object(
     tlsKey: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key file: serve TLS on both ports.' })),
     tlsCert: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate file (with tlsKey).' })),
     logLevel: Type.Union([Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug')], { default: 'info', description: 'Log verbosity (logs go to stderr as JSON lines).' }),
+    metricsAuth: Type.Union([Type.Literal('auto'), Type.Literal('token'), Type.Literal('open')], {
+      default: DEFAULT_METRICS_AUTH,
+      description: "Whether /metrics and /stats need a token (role metrics or admin) when auth is on: 'token', 'open', or 'auto' (open on a loopback address, a token otherwise).",
+    }),
     auth: Type.Optional(
       Type.Object(
         {
@@ -65,7 +76,7 @@ export type ServerConfig = Static<typeof ConfigSchema> & {
 };
 
 /** Keys settable by flag and environment variable (auth and limits: config file only). */
-export const SCALAR_KEYS = ['dataDir', 'host', 'httpPort', 'tcpPort', 'durability', 'syncIntervalMs', 'segmentBytes', 'insecureNoAuth', 'queueAutoCreate', 'tlsKey', 'tlsCert', 'logLevel'] as const;
+export const SCALAR_KEYS = ['dataDir', 'host', 'httpPort', 'tcpPort', 'durability', 'syncIntervalMs', 'segmentBytes', 'insecureNoAuth', 'queueAutoCreate', 'tlsKey', 'tlsCert', 'logLevel', 'metricsAuth'] as const;
 
 export function envName(key: string): string {
   return 'EVENTFUL_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
@@ -151,6 +162,14 @@ function coerce(key: string, value: string): unknown {
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** True when /metrics and /stats answer without a token (see `metricsAuth`). */
+export function metricsOpen(config: Pick<ServerConfig, 'metricsAuth' | 'host'>, authEnabled: boolean): boolean {
+  if (!authEnabled) return true;
+  if (config.metricsAuth === 'open') return true;
+  if (config.metricsAuth === 'token') return false;
+  return isLoopback(config.host);
 }
 
 /** Help text for every config key, for `eventful serve --help`. */

@@ -6,8 +6,11 @@
  * document served at /openapi.json, so the document cannot drift from the server. Errors are
  * `{ code, message, details }` with the status from src/core/errors.ts.
  */
-import { createHash } from 'node:crypto';
-import Fastify from 'fastify';
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify, { LogController } from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FormatRegistry, Type } from '@sinclair/typebox';
 import type { TSchema } from '@sinclair/typebox';
@@ -15,6 +18,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import {
   EventfulError,
+  ForbiddenError,
   InternalError,
   InvalidArgumentError,
   LimitExceededError,
@@ -33,6 +37,10 @@ import type { QueueDelivery } from '../core/delivery.js';
 import { queueStream } from '../queues/settings.js';
 import type { MessageInput, NackOptions, QueueSettingsInput, RedriveOptions } from '../core/queues.js';
 import type { GroupSettingsInput } from '../core/groups.js';
+import { scrubUrl } from './logging.js';
+import type { Logger } from './logging.js';
+import type { ServerMetrics } from './metrics.js';
+import { traceContextOf, withTraceContext } from './trace.js';
 
 export interface HttpContext {
   store: EventStore;
@@ -44,6 +52,14 @@ export interface HttpContext {
   durability: string;
   isReady: () => boolean;
   log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+  /** Request logs (with request ids) go here; none when absent. */
+  logger?: Logger;
+  /** Served at /metrics and /stats; those answer 404 when absent. */
+  metrics?: ServerMetrics;
+  /** /metrics and /stats answer without a token (config `metricsAuth`). */
+  metricsOpen?: boolean;
+  /** The built dashboard's files. @default dist/dashboard of this package */
+  dashboardDir?: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,12 +286,16 @@ interface RouteDef {
   eventStream?: boolean;
   /** Extra request content types (besides application/json) with their body schema. */
   bodyTypes?: Record<string, TSchema>;
+  /** The success response is not JSON but one of these content types (its schema: a string). */
+  produces?: string[];
+  /** A token is needed only in some configurations (the handler checks): documented as optional. */
+  tokenOptional?: boolean;
   responses: Record<number, TSchema>;
   handler: (req: FastifyRequest, reply: FastifyReply, principal: Principal) => Promise<unknown>;
 }
 
 function routes(ctx: HttpContext): RouteDef[] {
-  return [...streamRoutes(ctx), ...queueRoutes(ctx), ...groupRoutes(ctx)];
+  return [...streamRoutes(ctx), ...queueRoutes(ctx), ...groupRoutes(ctx), ...observabilityRoutes(ctx)];
 }
 
 function streamRoutes(ctx: HttpContext): RouteDef[] {
@@ -311,6 +331,9 @@ function streamRoutes(ctx: HttpContext): RouteDef[] {
           events = body.events.map(fromJsonEvent);
           expectedRevision = body.expectedRevision;
         }
+        // W3C trace context: an event without a traceparent of its own takes the request's.
+        const trace = traceContextOf(req.headers);
+        if (trace !== undefined) for (const e of events) e.metadata = withTraceContext(e.metadata, trace);
         const result = await store.append(stream, events, expectedRevision === undefined ? undefined : { expectedRevision });
         reply.code(201);
         return result;
@@ -580,6 +603,9 @@ function lastEventId(req: FastifyRequest): number | undefined {
   return Number(v);
 }
 
+/** Per app: the Server-Sent Events streams open now, each with the function that ends it. */
+const openStreams = new WeakMap<object, Set<() => void>>();
+
 /**
  * Writes a subscription as Server-Sent Events until the client goes away: `id:` (position or
  * revision), `event:` (the type), `data:` (the event as JSON), and a comment every 15 s so
@@ -588,7 +614,7 @@ function lastEventId(req: FastifyRequest): number | undefined {
 async function streamEvents(reply: FastifyReply, sub: Subscription, idOf: (e: RecordedEvent) => number, limits: ServerLimits, startId: number): Promise<void> {
   reply.hijack();
   const res = reply.raw;
-  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', 'x-request-id': String(reply.request.id) });
   // An id with no data sets the client's Last-Event-ID without an event: where it starts.
   res.write(startId >= 0 ? `: subscribed\nid: ${startId}\n\n` : ': subscribed\n\n');
   let gone = false;
@@ -598,6 +624,15 @@ async function streamEvents(reply: FastifyReply, sub: Subscription, idOf: (e: Re
     void sub.close();
     for (const w of wakeDrain.splice(0)) w();
   });
+  // Shutdown ends the stream (the client resumes with Last-Event-ID); without this the server
+  // would wait for the client to hang up before it could close.
+  const open = openStreams.get(reply.server);
+  const end = (): void => {
+    void sub.close();
+    res.end();
+  };
+  open?.add(end);
+  res.once('close', () => open?.delete(end));
   res.on('drain', () => {
     for (const w of wakeDrain.splice(0)) w();
   });
@@ -689,8 +724,10 @@ function queueRoutes(ctx: HttpContext): RouteDef[] {
       handler: async (req, reply, p) => {
         const q = name(req, p, 'write');
         const body = req.body as { messages: Array<MessageInput & { bodyBase64?: string }> };
+        const trace = traceContextOf(req.headers);
         const messages = body.messages.map((m, i) => {
           const { bodyBase64, ...rest } = m;
+          if (trace !== undefined) rest.headers = withTraceContext(rest.headers, trace);
           if (bodyBase64 === undefined) return rest;
           if (m.body !== undefined) throw new InvalidArgumentError(`messages[${i}]: give body or bodyBase64, not both`);
           return { ...rest, body: base64(bodyBase64, `messages[${i}].bodyBase64`), contentType: m.contentType ?? 'application/octet-stream' };
@@ -838,6 +875,191 @@ function groupRoutes(ctx: HttpContext): RouteDef[] {
   ];
 }
 
+const StatsSchema = Type.Object(
+  {
+    version: Type.String(),
+    at: Type.Integer({ description: 'When these numbers were read, ms since the epoch.' }),
+    uptimeMs: Type.Integer(),
+    headPosition: Type.Integer(),
+    storage: Type.Object({ logBytes: Type.Integer(), segments: Type.Integer() }, { additionalProperties: false }),
+    connections: Type.Object({ http: Type.Integer(), tcp: Type.Integer(), ws: Type.Integer() }, { additionalProperties: false }),
+    appends: Type.Object(
+      { count: Type.Integer(), events: Type.Integer(), seconds: Type.Number({ description: 'Total time of those appends.' }) },
+      { additionalProperties: false, description: 'Client appends since start.' },
+    ),
+    reads: Type.Object({ pages: Type.Integer(), events: Type.Integer(), seconds: Type.Number() }, { additionalProperties: false, description: 'Client reads since start.' }),
+    log: Type.Object({ writes: Type.Integer(), bytesWritten: Type.Integer(), syncs: Type.Integer(), syncSeconds: Type.Number() }, { additionalProperties: false }),
+    httpRequests: Type.Integer(),
+    errors: Type.Object({ total: Type.Integer(), byCode: Type.Record(Type.String(), Type.Integer()) }, { additionalProperties: false }),
+    queues: Type.Object(
+      {
+        count: Type.Integer(),
+        depth: Type.Integer(),
+        inFlight: Type.Integer(),
+        delayed: Type.Integer(),
+        deadLettered: Type.Integer(),
+        sendPerSecond: Type.Number(),
+        ackPerSecond: Type.Number(),
+      },
+      { additionalProperties: false, description: 'Sums over every queue.' },
+    ),
+    groups: Type.Object({ count: Type.Integer(), lagEventsMax: Type.Integer(), lagMsMax: Type.Integer() }, { additionalProperties: false }),
+  },
+  { additionalProperties: false },
+);
+
+/** Metrics, server stats and the dashboard's files. */
+function observabilityRoutes(ctx: HttpContext): RouteDef[] {
+  const metrics = ctx.metrics;
+  // The same rule for both: open (config metricsAuth), or a token with the metrics or admin role.
+  const checkMetricsAccess = (req: FastifyRequest): ServerMetrics => {
+    if (metrics === undefined) throw new NotFoundError('metrics are not enabled on this server');
+    if (ctx.metricsOpen === true) return metrics;
+    const p = ctx.auth.authenticate(bearer(req));
+    if (!p.can('metrics', '')) throw new ForbiddenError(`'${p.name}' may not read metrics; that needs the metrics or admin role`, { role: 'metrics' });
+    return metrics;
+  };
+  const dashboard = new DashboardFiles(ctx.dashboardDir ?? DEFAULT_DASHBOARD_DIR);
+  const serveDashboard = async (name: string, reply: FastifyReply): Promise<Buffer | string> => {
+    const f = dashboard.get(name);
+    if (f === undefined) {
+      if (!dashboard.built()) throw new NotFoundError('the dashboard was not built: run `npm run build` in the eventful package');
+      throw new NotFoundError(`no dashboard file '${name}'`);
+    }
+    for (const [k, v] of Object.entries(f.headers)) void reply.header(k, v);
+    return f.body;
+  };
+  return [
+    {
+      method: 'GET',
+      url: '/metrics',
+      operationId: 'metrics',
+      summary:
+        'Prometheus metrics (text exposition format): appends, reads, log writes and fsyncs, HTTP requests, connections, errors by code, queues and consumer groups. Needs a token with the metrics or admin role unless the server is configured to serve it openly (metricsAuth).',
+      auth: false,
+      tokenOptional: true,
+      produces: ['text/plain'],
+      responses: { 200: Type.String({ description: 'Prometheus text format 0.0.4.' }) },
+      handler: async (req, reply) => {
+        const m = checkMetricsAccess(req);
+        const text = await m.scrape();
+        void reply.header('content-type', m.contentType).header('cache-control', 'no-store');
+        return text;
+      },
+    },
+    {
+      method: 'GET',
+      url: '/stats',
+      operationId: 'serverStats',
+      summary:
+        "Server-wide numbers as JSON, for the dashboard: counters since start (take rates from two readings), connections, storage, and sums over queues and groups. The same access as /metrics.",
+      auth: false,
+      tokenOptional: true,
+      responses: { 200: StatsSchema },
+      handler: async (req, reply) => {
+        const m = checkMetricsAccess(req);
+        void reply.header('cache-control', 'no-store');
+        return m.snapshot();
+      },
+    },
+    {
+      method: 'GET',
+      url: '/ui',
+      operationId: 'dashboard',
+      summary: 'The web dashboard (a page that uses this API; it asks for a token when auth is on).',
+      auth: false,
+      produces: ['text/html'],
+      responses: { 200: Type.String() },
+      handler: async (_req, reply) => serveDashboard('index.html', reply),
+    },
+    {
+      method: 'GET',
+      url: '/ui/:file',
+      operationId: 'dashboardFile',
+      summary: "One of the dashboard's static files (scripts, styles, images).",
+      auth: false,
+      params: Type.Object({ file: Type.String({ maxLength: 200 }) }, { additionalProperties: false }),
+      produces: ['text/html', 'text/javascript', 'text/css', 'image/svg+xml', 'application/json'],
+      responses: { 200: Type.String() },
+      handler: async (req, reply) => serveDashboard((req.params as { file: string }).file || 'index.html', reply),
+    },
+  ];
+}
+
+/** Where `npm run build` puts the dashboard: dist/dashboard of this package (from src/server or dist/server alike). */
+const DEFAULT_DASHBOARD_DIR = fileURLToPath(new URL('../../dist/dashboard/', import.meta.url));
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.map': 'application/json; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+};
+
+/**
+ * The page may load only its own scripts and styles and talk only to this server: what an
+ * injected event payload could try (inline scripts, remote fetches, framing) is refused.
+ */
+const DASHBOARD_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/**
+ * The dashboard's files, read once into memory (they are small). Only names found in the
+ * directory are served, so no request path reaches the file system. File names with a content
+ * hash (`app-3f2a9c1b.js`) are cached for good; the page itself is revalidated every time.
+ */
+class DashboardFiles {
+  #dir: string;
+  #files: Map<string, { body: Buffer; headers: Record<string, string> }> | undefined;
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  built(): boolean {
+    return this.#load().size > 0;
+  }
+
+  get(name: string): { body: Buffer; headers: Record<string, string> } | undefined {
+    return this.#load().get(name);
+  }
+
+  #load(): Map<string, { body: Buffer; headers: Record<string, string> }> {
+    if (this.#files !== undefined) return this.#files;
+    const files = new Map<string, { body: Buffer; headers: Record<string, string> }>();
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(this.#dir);
+    } catch {
+      // Not built: answered with a 404 that says so; looked for again on the next request.
+      return files;
+    }
+    let complete = true;
+    for (const name of names) {
+      const type = CONTENT_TYPES[path.extname(name)];
+      if (type === undefined) continue;
+      const headers: Record<string, string> = {
+        'content-type': type,
+        'cache-control': /-[0-9A-Z]{8}\.(js|css)$/i.test(name) ? 'public, max-age=31536000, immutable' : 'no-cache',
+        'x-content-type-options': 'nosniff',
+      };
+      if (name.endsWith('.html')) {
+        headers['content-security-policy'] = DASHBOARD_CSP;
+        headers['referrer-policy'] = 'no-referrer';
+      }
+      try {
+        files.set(name, { body: fs.readFileSync(path.join(this.#dir, name)), headers });
+      } catch {
+        // Removed by a build running now: not kept, so the next request reads the directory again.
+        complete = false;
+      }
+    }
+    if (complete && files.has('index.html')) this.#files = files;
+    return files;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Events in and out of JSON
 
@@ -958,7 +1180,11 @@ function parseExpectedHeader(v: string | string[] | undefined): ExpectedRevision
 
 export async function buildHttp(ctx: HttpContext, options: { https?: { key: Buffer; cert: Buffer } }): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: false,
+    ...(ctx.logger !== undefined ? { loggerInstance: ctx.logger } : { logger: false }),
+    // One line per request at debug level (the onResponse hook below), not fastify's two at info.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
+    requestIdHeader: false,
+    genReqId: requestId,
     bodyLimit: ctx.limits.httpBodyBytesMax,
     ...(options.https ? { https: options.https } : {}),
     routerOptions: { maxParamLength: 4 * 1024 },
@@ -992,13 +1218,36 @@ export async function buildHttp(ctx: HttpContext, options: { https?: { key: Buff
   }
   app.addSchema(ErrorBody);
 
-  app.setErrorHandler((err: Error & { code?: string; statusCode?: number; validation?: unknown; validationContext?: string }, _req, reply) => {
+  app.setErrorHandler((err: Error & { code?: string; statusCode?: number; validation?: unknown; validationContext?: string }, req, reply) => {
     const e = toHttpError(err, ctx.limits);
-    if (e instanceof InternalError) ctx.log('error', 'HTTP request failed unexpectedly', { error: err.stack ?? String(err) });
+    ctx.metrics?.error('http', e.code);
+    if (e instanceof InternalError) {
+      if (ctx.logger !== undefined) req.log.error({ error: err.stack ?? String(err) }, 'HTTP request failed unexpectedly');
+      else ctx.log('error', 'HTTP request failed unexpectedly', { error: err.stack ?? String(err) });
+    }
     void reply.code(e.httpStatus).send({ code: e.code, message: e.message, details: e.details });
   });
   app.setNotFoundHandler((req, reply) => {
+    ctx.metrics?.error('http', 'NOT_FOUND');
     void reply.code(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}`, details: {} });
+  });
+  const streams = new Set<() => void>();
+  openStreams.set(app, streams);
+  app.addHook('preClose', (done) => {
+    for (const end of [...streams]) end();
+    done();
+  });
+  // The request id goes back to the client, so a report can be matched with the server's log.
+  app.addHook('onRequest', (req, reply, done) => {
+    void reply.header('x-request-id', req.id);
+    done();
+  });
+  app.addHook('onResponse', (req, reply, done) => {
+    const route = req.routeOptions.url ?? '(no route)';
+    const seconds = reply.elapsedTime / 1000;
+    ctx.metrics?.httpRequest(req.method, route, reply.statusCode, seconds);
+    if (ctx.logger?.isLevelEnabled('debug') === true) req.log.debug({ method: req.method, url: scrubUrl(req.url), route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request');
+    done();
   });
 
   const defs = routes(ctx);
@@ -1029,6 +1278,14 @@ export async function buildHttp(ctx: HttpContext, options: { https?: { key: Buff
   const doc = openApiDocument(defs, ctx.version);
   app.get('/openapi.json', async () => doc);
   return app;
+}
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** The caller's `x-request-id` when it is a plain token of up to 64 characters, else a new UUID. */
+function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
+  const h = req.headers['x-request-id'];
+  return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
 }
 
 function bearer(req: FastifyRequest): string | undefined {
@@ -1074,12 +1331,14 @@ export function openApiDocument(defs: RouteDef[], version: string): Record<strin
     }
     const responses: Record<string, unknown> = {};
     for (const [status, schema] of Object.entries(r.responses)) {
-      const type = r.eventStream === true && Number(status) < 300 ? 'text/event-stream' : 'application/json';
-      responses[status] = { description: Number(status) < 300 ? 'OK' : 'Error', content: { [type]: { schema } } };
+      const ok = Number(status) < 300;
+      const types = ok && r.produces !== undefined ? r.produces : [r.eventStream === true && ok ? 'text/event-stream' : 'application/json'];
+      responses[status] = { description: ok ? 'OK' : 'Error', content: Object.fromEntries(types.map((t) => [t, { schema }])) };
     }
     responses.default = { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
     const op: Record<string, unknown> = { operationId: r.operationId, summary: r.summary, parameters, responses };
     if (r.auth) op.security = [{ bearer: [] }];
+    else if (r.tokenOptional === true) op.security = [{}, { bearer: [] }];
     if (r.body) {
       op.requestBody = {
         required: r.bodyOptional !== true,

@@ -16,27 +16,21 @@ import { ConfigInvalidError } from '../core/errors.js';
 import { openStore } from '../streams/store.js';
 import type { FileEventStore } from '../streams/store.js';
 import { Authenticator } from './auth.js';
-import { isLoopback } from './config.js';
+import { isLoopback, metricsOpen } from './config.js';
 import type { ServerConfig } from './config.js';
 import { buildHttp } from './http.js';
+import { createLogger, logFnOf } from './logging.js';
+import type { LogFn, Logger } from './logging.js';
+import { ServerMetrics } from './metrics.js';
 import { Session } from './session.js';
 import type { SessionContext, Transport } from './session.js';
 
-export type LogFn = (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
-
-const LEVELS = { error: 0, warn: 1, info: 2, debug: 3 } as const;
-
-/** JSON lines on stderr. */
-export function stderrLogger(level: keyof typeof LEVELS): LogFn {
-  const max = LEVELS[level];
-  return (l, message, fields) => {
-    if (LEVELS[l] > max) return;
-    process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: l, message, ...fields }) + '\n');
-  };
-}
+export type { LogFn } from './logging.js';
 
 export interface RunningServer {
   readonly store: FileEventStore;
+  /** The Prometheus registry behind GET /metrics. */
+  readonly metrics: ServerMetrics;
   readonly httpUrl: string;
   readonly tcpUrl: string;
   readonly wsUrl: string;
@@ -46,8 +40,18 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: Readonly<ServerConfig>, options: { log?: LogFn; version?: string } = {}): Promise<RunningServer> {
-  const log = options.log ?? stderrLogger(config.logLevel);
+export interface StartServerOptions {
+  /** Where the server's own records go. @default JSON lines on stderr through `logger` */
+  log?: LogFn;
+  /** The pino logger (HTTP request logs with request ids, and `log` when that is not given). @default stderr at config.logLevel; silent when only `log` is given */
+  logger?: Logger;
+  version?: string;
+}
+
+export async function startServer(config: Readonly<ServerConfig>, options: StartServerOptions = {}): Promise<RunningServer> {
+  const startedAt = Date.now();
+  const logger = options.logger ?? createLogger(options.log !== undefined ? 'silent' : config.logLevel);
+  const log = options.log ?? logFnOf(logger);
   const version = options.version ?? '0.0.0';
   const auth = new Authenticator(config.auth?.tokens);
   if (!isLoopback(config.host) && !auth.enabled && !config.insecureNoAuth) {
@@ -66,16 +70,39 @@ export async function startServer(config: Readonly<ServerConfig>, options: { log
   });
   if (store.recovery.truncatedBytes > 0 || store.recovery.indexRebuilt) log('warn', 'recovered the data directory', { ...store.recovery });
 
+  const metrics = new ServerMetrics({
+    version,
+    startedAt,
+    sources: { dir: store.dir, headPosition: () => store.headPosition(), queues: store.queues, groups: store.groups },
+  });
+
   let ready = false;
   const sessions = new Set<Session>();
-  const ctx: SessionContext = { store, queues: store.queues, groups: store.groups, frames: store, auth, limits: config.serverLimits, serverName: `eventful/${version}`, log };
-  const admit = (transport: Transport): Session | undefined => {
+  // One context per transport, so that appends, reads and errors are counted by transport.
+  const sessionContext = (transport: 'tcp' | 'ws'): SessionContext => ({
+    store: metrics.instrumentStore(store, transport),
+    queues: store.queues,
+    groups: store.groups,
+    frames: metrics.instrumentFrames(store, transport),
+    auth,
+    limits: config.serverLimits,
+    serverName: `eventful/${version}`,
+    log,
+    onError: (code) => metrics.error(transport, code),
+  });
+  const contexts = { tcp: sessionContext('tcp'), ws: sessionContext('ws') };
+  const admit = (transport: Transport, kind: 'tcp' | 'ws'): Session | undefined => {
     if (sessions.size >= config.serverLimits.connectionsMax) {
       log('warn', 'refusing a connection: connectionsMax reached', { remote: transport.remote });
+      metrics.error(kind, 'OVERLOADED');
       transport.close();
       return undefined;
     }
-    const s: Session = new Session(transport, ctx, () => sessions.delete(s));
+    metrics.connectionOpened(kind);
+    const s: Session = new Session(transport, contexts[kind], () => {
+      sessions.delete(s);
+      metrics.connectionClosed(kind);
+    });
     sessions.add(s);
     return s;
   };
@@ -94,7 +121,7 @@ export async function startServer(config: Readonly<ServerConfig>, options: { log
       close: () => socket.end(() => socket.destroy()),
       remote: `${socket.remoteAddress}:${socket.remotePort}`,
     };
-    const session = admit(transport);
+    const session = admit(transport, 'tcp');
     if (!session) return;
     socket.on('data', (chunk: Buffer) => session.receive(chunk));
     socket.on('close', () => session.closed());
@@ -104,15 +131,39 @@ export async function startServer(config: Readonly<ServerConfig>, options: { log
 
   // HTTP API, and the binary protocol over WebSocket at /ws.
   const http = await buildHttp(
-    { store, queues: store.queues, auth, limits: config.serverLimits, version, startedAt: Date.now(), durability: config.durability, isReady: () => ready, log },
+    {
+      store: metrics.instrumentStore(store, 'http'),
+      queues: store.queues,
+      auth,
+      limits: config.serverLimits,
+      version,
+      startedAt,
+      durability: config.durability,
+      isReady: () => ready,
+      log,
+      logger,
+      metrics,
+      metricsOpen: metricsOpen(config, auth.enabled),
+    },
     { https: tlsOptions },
   );
+  // HTTP connections, counted until they close or become a WebSocket (then counted as ws). With
+  // TLS the socket a request sees is the TLS one, hence 'secureConnection'.
+  const httpSockets = new Set<object>();
+  http.server.on(tlsOptions ? 'secureConnection' : 'connection', (socket: net.Socket) => {
+    httpSockets.add(socket);
+    metrics.connectionOpened('http');
+    socket.once('close', () => {
+      if (httpSockets.delete(socket)) metrics.connectionClosed('http');
+    });
+  });
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.serverLimits.frameBytesMax });
   http.server.on('upgrade', (req, socket, head) => {
     if ((req.url ?? '').split('?')[0] !== '/ws') {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       return;
     }
+    if (httpSockets.delete(req.socket)) metrics.connectionClosed('http');
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const drainWaiters: Array<() => void> = [];
       const transport: Transport = {
@@ -135,7 +186,7 @@ export async function startServer(config: Readonly<ServerConfig>, options: { log
         },
         remote: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
       };
-      const session = admit(transport);
+      const session = admit(transport, 'ws');
       if (!session) return;
       ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => session.receive(Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)));
       ws.on('close', () => session.closed());
@@ -156,6 +207,7 @@ export async function startServer(config: Readonly<ServerConfig>, options: { log
     await http.close().catch(() => undefined);
     tcp.close();
     await store.close();
+    metrics.close();
     throw err;
   }
   ready = true;
@@ -163,6 +215,12 @@ export async function startServer(config: Readonly<ServerConfig>, options: { log
   const httpPort = (http.server.address() as AddressInfo).port;
   const tcpPort = (tcp.address() as AddressInfo).port;
   const secure = tlsOptions !== undefined;
+  const urls = {
+    httpUrl: `${secure ? 'https' : 'http'}://${host}:${httpPort}`,
+    wsUrl: `${secure ? 'wss' : 'ws'}://${host}:${httpPort}/ws`,
+    tcpUrl: `${secure ? 'tls' : 'tcp'}://${host}:${tcpPort}`,
+  };
+  log('info', 'serving', { ...urls, dataDir: store.dir, durability: config.durability, auth: auth.enabled, tls: secure, headPosition: store.head });
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -175,14 +233,14 @@ export async function startServer(config: Readonly<ServerConfig>, options: { log
       wss.close();
       await httpClosed.catch(() => undefined);
       await store.close();
+      metrics.close();
       log('info', 'stopped; the store is closed');
     })());
 
   return {
     store,
-    httpUrl: `${secure ? 'https' : 'http'}://${host}:${httpPort}`,
-    wsUrl: `${secure ? 'wss' : 'ws'}://${host}:${httpPort}/ws`,
-    tcpUrl: `${secure ? 'tls' : 'tcp'}://${host}:${tcpPort}`,
+    metrics,
+    ...urls,
     authEnabled: auth.enabled,
     tls: secure,
     close,

@@ -49,6 +49,8 @@ export interface SessionContext {
   limits: ServerLimits;
   serverName: string;
   log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+  /** Called with the code of every ERROR frame sent (for metrics). */
+  onError?: (code: string) => void;
 }
 
 interface Stream {
@@ -609,6 +611,7 @@ export class Session {
   }
 
   #error(requestId: number, err: EventfulError): void {
+    this.#ctx.onError?.(err.code);
     this.#send(FRAME.ERROR, requestId, errorBody(err));
   }
 
@@ -616,6 +619,7 @@ export class Session {
   #fatal(err: EventfulError, requestId = 0): void {
     if (this.#closed) return;
     this.#ctx.log('warn', 'closing connection after a protocol error', { remote: this.#t.remote, code: err.code, message: err.message });
+    this.#ctx.onError?.(err.code);
     this.#send(FRAME.ERROR, requestId, errorBody(err));
     this.#flush();
     this.#t.close();

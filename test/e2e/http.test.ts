@@ -17,6 +17,7 @@ import { FormatRegistry, Type } from '@sinclair/typebox';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { isUuid } from '../../src/core/ids.js';
+import { ensureDashboardBuilt } from '../dashboard/build.js';
 import { tempDir } from '../helpers.js';
 import { cliArgs, startServerProcess, writeJson } from './server-process.js';
 import type { ServerProcess } from './server-process.js';
@@ -962,6 +963,14 @@ function fromJsonSchema(s: Json, doc: Json): TSchema {
   }
 }
 
+/** A GET whose answer is not JSON (metrics, the dashboard's files), with its content type checked. */
+async function notJson(p: string, type: RegExp): Promise<Reply> {
+  const res = await fetch(main.httpUrl + p, { signal: AbortSignal.timeout(15_000) });
+  const body = await res.text();
+  assert.match(res.headers.get('content-type') ?? '', type, p);
+  return { status: res.status, body, headers: res.headers };
+}
+
 function checkAgainst(schema: TSchema, value: unknown, what: string): void {
   if (Value.Check(schema, value)) return;
   const errors = [...Value.Errors(schema, value)].slice(0, 5).map((e) => `${e.path || '/'}: ${e.message}`);
@@ -1001,7 +1010,12 @@ test('OpenAPI: every route is documented and answers, and every response above m
   const find = (method: string, p: string) => ops.find((o) => o.method === method && o.match.test(p));
 
   // Every documented operation answers a valid request (not "no route").
+  ensureDashboardBuilt();
   const probes: Record<string, () => Promise<Reply>> = {
+    // Not JSON: fetched here, outside the exchanges whose JSON bodies are checked below.
+    'GET /metrics': () => notJson('/metrics', /^text\/plain; version=0\.0\.4/),
+    'GET /ui': () => notJson('/ui', /^text\/html/),
+    'GET /ui/{file}': () => notJson('/ui/favicon.svg', /^image\/svg\+xml/),
     'POST /streams/{stream}': () => post('/streams/probe-1', { events: [{ type: 'Probe' }] }),
     'GET /subscribe/all': async () => ({ ...(await sse('/subscribe/all?from=start', () => true)), body: {}, headers: new Headers() }),
     'GET /subscribe/streams/{stream}': async () => ({ ...(await sse('/subscribe/streams/order-1?from=start', () => true)), body: {}, headers: new Headers() }),
