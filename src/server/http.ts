@@ -6,7 +6,9 @@
  * document served at /openapi.json, so the document cannot drift from the server. Errors are
  * `{ code, message, details }` with the status from src/core/errors.ts.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { base64, fromCloudEvent } from '../protocol/cloudevents.js';
+import type { CloudEventIn } from '../protocol/cloudevents.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -1125,47 +1127,6 @@ const CloudEvent = Type.Object(
   },
   { additionalProperties: Type.Union([Type.String(), Type.Number(), Type.Boolean()]), description: 'A CloudEvent (structured JSON). Extension attributes are kept in metadata.' },
 );
-
-type CloudEventIn = Record<string, unknown> & { id: string; source: string; type: string; data?: unknown; data_base64?: string; datacontenttype?: string };
-
-function fromCloudEvent(ce: CloudEventIn): EventInput {
-  const { data, data_base64, ...attributes } = ce;
-  const datacontenttype = ce.datacontenttype;
-  // CloudEvents ids are unique per source, and need not be UUIDs: derive a stable UUID from
-  // source and id, so a re-delivered CloudEvent is an idempotent append.
-  const id = isUuid(ce.id) ? ce.id : uuidFromName(`${ce.source}\u0000${ce.id}`);
-  const e: EventInput = { id, type: ce.type, metadata: { cloudevents: attributes } };
-  if (data_base64 !== undefined) {
-    if (data !== undefined) throw new InvalidArgumentError('a CloudEvent has data or data_base64, not both');
-    e.data = base64(data_base64, 'data_base64');
-    e.contentType = datacontenttype ?? 'application/octet-stream';
-  } else {
-    const ct = datacontenttype ?? CONTENT_TYPE_JSON;
-    if (ct !== CONTENT_TYPE_JSON && !/[/+]json$/.test(ct)) {
-      if (typeof data !== 'string') throw new InvalidArgumentError(`a CloudEvent with datacontenttype ${ct} needs string data or data_base64`);
-      e.data = Buffer.from(data, 'utf8');
-      e.contentType = ct;
-    } else e.data = data === undefined ? null : data;
-  }
-  return e;
-}
-
-const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** Decodes standard base64, refusing anything else (Buffer.from would skip bad characters). */
-function base64(s: string, what: string): Buffer {
-  if (!BASE64_RE.test(s)) throw new InvalidArgumentError(`${what} is not valid base64 (standard alphabet, with padding)`);
-  return Buffer.from(s, 'base64');
-}
-
-/** A name-based UUID (version 5 layout, SHA-1), stable for the same name. */
-function uuidFromName(name: string): string {
-  const h = createHash('sha1').update('eventful-cloudevents').update(name).digest();
-  h[6] = (h[6]! & 0x0f) | 0x50;
-  h[8] = (h[8]! & 0x3f) | 0x80;
-  const x = h.subarray(0, 16).toString('hex');
-  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
-}
 
 function parseExpectedHeader(v: string | string[] | undefined): ExpectedRevision | undefined {
   if (v === undefined) return undefined;
