@@ -33,6 +33,20 @@ function bar(label: string, unit: string): cliProgress.SingleBar | undefined {
   return b;
 }
 
+/** A bar over bytes (on a terminal) that starts on its first update, when the total is known. */
+function byteProgress(label: string): { update: (done: number, total: number) => void; stop: () => void } {
+  const b = bar(label, 'bytes');
+  let started = false;
+  return {
+    update: (done, total) => {
+      if (!started) b?.start(total, 0);
+      started = true;
+      b?.update(done);
+    },
+    stop: () => b?.stop(),
+  };
+}
+
 /** An exported line in Eventful's own shape. */
 export function eventToLine(e: RecordedEvent): Record<string, unknown> {
   const line: Record<string, unknown> = { position: e.position, stream: e.stream, revision: e.revision, id: e.id, type: e.type, timestamp: e.timestamp, contentType: e.contentType };
@@ -76,16 +90,9 @@ export function registerTransferCommands(program: Command): void {
     .argument('<file>', 'the backup file to write (must not exist)')
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, file: string, o: { json?: boolean }) => {
-      const b = bar('backup', 'bytes');
-      let started = false;
-      const r = await backupDir(dir, file, {
-        onProgress: (done, total) => {
-          if (!started) b?.start(total, 0);
-          started = true;
-          b?.update(done);
-        },
-      });
-      b?.stop();
+      const progress = byteProgress('backup');
+      const r = await backupDir(dir, file, { onProgress: progress.update });
+      progress.stop();
       process.stdout.write(
         o.json
           ? JSON.stringify(r) + '\n'
@@ -100,16 +107,9 @@ export function registerTransferCommands(program: Command): void {
     .argument('<dir>', 'the data directory to create (must not exist, or be empty)')
     .option('--json', 'print the result as JSON')
     .action(async (file: string, dir: string, o: { json?: boolean }) => {
-      const b = bar('restore', 'bytes');
-      let started = false;
-      const r = await restoreBackup(file, dir, {
-        onProgress: (done, total) => {
-          if (!started) b?.start(total, 0);
-          started = true;
-          b?.update(done);
-        },
-      });
-      b?.stop();
+      const progress = byteProgress('restore');
+      const r = await restoreBackup(file, dir, { onProgress: progress.update });
+      progress.stop();
       // Opening it once rebuilds the index and cuts a torn last append, so it is ready to serve.
       const { openStore } = await import('../streams/store.js');
       const store = await openStore({ dir });

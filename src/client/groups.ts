@@ -14,6 +14,7 @@ import type { GroupInfo, GroupMember, GroupSettingsInput, GroupStats, Groups, Jo
 import { DEFAULT_CLIENT_LIMITS } from '../core/limits.js';
 import { FRAME } from '../protocol/codec.js';
 import type { Frame } from '../protocol/codec.js';
+import { strip } from '../protocol/messages.js';
 import { decodeEventRecords } from '../protocol/records.js';
 import type { Connection, StreamHandler } from './connection.js';
 
@@ -306,10 +307,4 @@ class RemoteMember implements GroupMember {
     this.#pages = [];
     this.#wake();
   }
-}
-
-function strip(o: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out;
 }

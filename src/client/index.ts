@@ -34,7 +34,7 @@ import { isUuid, newEventId } from '../core/ids.js';
 import { DEFAULT_CLIENT_LIMITS } from '../core/limits.js';
 import { FRAME } from '../protocol/codec.js';
 import type { Frame, FrameType } from '../protocol/codec.js';
-import { eventInputToWire } from '../protocol/messages.js';
+import { eventInputToWire, strip } from '../protocol/messages.js';
 import { decodeEventRecords } from '../protocol/records.js';
 import { Connection } from './connection.js';
 import type { ConnectOptions, StreamHandler } from './connection.js';
@@ -344,10 +344,4 @@ function eventsOf(body: Record<string, unknown>): RecordedEvent[] {
   if (body.records === undefined) return [];
   if (!(body.records instanceof Uint8Array) || typeof body.count !== 'number') throw new ProtocolError('EVENTS records must be bytes with a count');
   return decodeEventRecords(body.records, body.count);
-}
-
-function strip(o: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out;
 }

@@ -24,7 +24,7 @@ import type {
 } from '../core/queues.js';
 import { FRAME } from '../protocol/codec.js';
 import type { Frame } from '../protocol/codec.js';
-import { messageToWire } from '../protocol/messages.js';
+import { messageToWire, strip } from '../protocol/messages.js';
 import { decodeEventRecords } from '../protocol/records.js';
 import { QueueDelivery } from '../core/delivery.js';
 import type { Connection, StreamHandler } from './connection.js';
@@ -222,10 +222,4 @@ class RemoteConsumer implements Consumer {
     this.#buffer = [];
     this.#wake();
   }
-}
-
-function strip(o: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out;
 }

@@ -116,3 +116,10 @@ export function messageFromWire(w: unknown, index: number): MessageInput {
   if (!(m.body instanceof Uint8Array)) throw new ProtocolError(`message ${index}: body must be bytes`);
   return { ...(m as MessageInput), contentType: typeof m.contentType === 'string' ? m.contentType : CONTENT_TYPE_BINARY };
 }
+
+/** A request body without its undefined fields (MessagePack would send them as nil). */
+export function strip(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out;
+}

@@ -6,6 +6,7 @@ import { InvalidArgumentError } from '../core/errors.js';
 import type { QueueSettings, RetryBackoff } from '../core/queues.js';
 import type { StoreLimits } from '../core/limits.js';
 import { compileFilter } from '../streams/validate.js';
+import { checkName } from '../core/names.js';
 
 export const DEFAULT_BACKOFF: RetryBackoff = { initialMs: 1000, maxMs: 60_000, multiplier: 2, jitter: 0.2 };
 
@@ -24,8 +25,6 @@ export const DEFAULT_QUEUE_SETTINGS: QueueSettings = {
 };
 
 const SETTING_KEYS = Object.keys(DEFAULT_QUEUE_SETTINGS);
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
-export const QUEUE_NAME_MAX = 200;
 
 /** The stream that holds a queue's sent messages. */
 export const queueStream = (name: string): string => `$queue-${name}`;
@@ -35,14 +34,7 @@ export const opsStream = (name: string): string => `$qops-${name}`;
 export const DEFINITIONS_STREAM = '$queues';
 
 export function checkQueueName(name: unknown): string {
-  if (typeof name !== 'string') throw new InvalidArgumentError(`queue name must be a string, got ${typeof name}`);
-  if (name.length === 0 || name.length > QUEUE_NAME_MAX || !NAME_RE.test(name)) {
-    throw new InvalidArgumentError(
-      `queue name must be 1 to ${QUEUE_NAME_MAX} characters of letters, digits, '.', '_', ':' and '-', starting with a letter or digit; got '${String(name).slice(0, 80)}'`,
-      { queue: String(name).slice(0, 80) },
-    );
-  }
-  return name;
+  return checkName('queue', name);
 }
 
 /**

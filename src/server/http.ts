@@ -658,6 +658,19 @@ async function streamEvents(reply: FastifyReply, sub: Subscription, idOf: (e: Re
   }
 }
 
+/** A route maker for one resource: auth on, and its path parameter's schema when the URL has it. */
+function authedRoute(param: string, params: TSchema) {
+  return (method: RouteDef['method'], url: string, operationId: string, summary: string, rest: Partial<RouteDef> & Pick<RouteDef, 'responses' | 'handler'>): RouteDef => ({
+    method,
+    url,
+    operationId,
+    summary,
+    auth: true,
+    params: url.includes(param) ? params : undefined,
+    ...rest,
+  });
+}
+
 function queueRoutes(ctx: HttpContext): RouteDef[] {
   const queues = ctx.queues;
   const name = (req: FastifyRequest, p: Principal, role: Role): string => {
@@ -665,15 +678,7 @@ function queueRoutes(ctx: HttpContext): RouteDef[] {
     requireRole(p, role, queueStream(queue));
     return queue;
   };
-  const route = (method: RouteDef['method'], url: string, operationId: string, summary: string, rest: Partial<RouteDef> & Pick<RouteDef, 'responses' | 'handler'>): RouteDef => ({
-    method,
-    url,
-    operationId,
-    summary,
-    auth: true,
-    params: url.includes(':queue') ? QueueParams : undefined,
-    ...rest,
-  });
+  const route = authedRoute(':queue', QueueParams);
   return [
     route('POST', '/queues/:queue', 'createQueue', 'Create a queue with settings (all optional).', {
       body: Type.Object({ settings: Type.Optional(SettingsIn) }, { additionalProperties: false }),
@@ -823,15 +828,7 @@ function groupRoutes(ctx: HttpContext): RouteDef[] {
     requireRole(p, role, `$group-${group}`);
     return group;
   };
-  const route = (method: RouteDef['method'], url: string, operationId: string, summary: string, rest: Partial<RouteDef> & Pick<RouteDef, 'responses' | 'handler'>): RouteDef => ({
-    method,
-    url,
-    operationId,
-    summary,
-    auth: true,
-    params: url.includes(':group') ? GroupParams : undefined,
-    ...rest,
-  });
+  const route = authedRoute(':group', GroupParams);
   return [
     route('POST', '/groups/:group', 'createGroup', 'Create a consumer group (the same settings again return it as it is).', {
       body: Type.Object(

@@ -31,6 +31,7 @@ import type { EventInput, ReadAllFilter, ReadAllOptions, ReadStreamOptions, Reco
 import type { GroupInfo, GroupMember, GroupMemberInfo, GroupSettings, GroupSettingsInput, GroupStats, Groups, JoinOptions } from '../core/groups.js';
 import type { StoreLimits } from '../core/limits.js';
 import { frame } from '../log/record.js';
+import { NAME_MAX, checkName } from '../core/names.js';
 import { compileFilter, matchesStream } from '../streams/validate.js';
 import type { CompiledFilter } from '../streams/validate.js';
 
@@ -38,8 +39,6 @@ export const GROUP_DEFINITIONS_STREAM = '$groups';
 export const groupStream = (name: string): string => `$group-${name}`;
 
 const DEFAULT_PARTITIONS = 16;
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
-const NAME_MAX = 200;
 const DOLLAR = 0x24;
 
 /** What consumer groups need of the store (FileEventStore provides it). */
@@ -456,7 +455,6 @@ export class MemberImpl implements GroupMember {
   #handled = 0;
   /** The current read of the log (closing it ends the read). */
   #sub: { closed: boolean } | undefined;
-  #restart = false;
   #wake: (() => void) | undefined;
   #pages: AsyncGenerator<MemberPage> | undefined;
   #onAssign: ((partitions: number[]) => void) | undefined;
@@ -502,7 +500,6 @@ export class MemberImpl implements GroupMember {
 
   gain(p: number): void {
     this.#gaining.add(p);
-    this.#restart = true;
     this.#interrupt();
     this.#onAssign?.(this.partitions as number[]);
   }
@@ -579,8 +576,7 @@ export class MemberImpl implements GroupMember {
     const P = g.info.settings.partitions;
     const filter = g.filter;
     while (!this.closed) {
-      if (this.#restart || this.#gaining.size > 0) {
-        this.#restart = false;
+      if (this.#gaining.size > 0) {
         this.moveCheckpoints();
         for (const p of this.#gaining) {
           this.#owned.add(p);
@@ -621,7 +617,7 @@ export class MemberImpl implements GroupMember {
             parts.push(p);
           }
           yield { events, parts, through: frame.position(buf, offsets[offsets.length - 1]!) };
-          if (sub.closed || this.#restart || this.closed) break;
+          if (sub.closed || this.#gaining.size > 0 || this.closed) break;
         }
       } finally {
         sub.closed = true;
@@ -795,14 +791,7 @@ export class MemberImpl implements GroupMember {
 // -----------------------------------------------------------------------------------------------
 
 export function checkGroupName(name: unknown): string {
-  if (typeof name !== 'string') throw new InvalidArgumentError(`group name must be a string, got ${typeof name}`);
-  if (name.length === 0 || name.length > NAME_MAX || !NAME_RE.test(name)) {
-    throw new InvalidArgumentError(
-      `group name must be 1 to ${NAME_MAX} characters of letters, digits, '.', '_', ':' and '-', starting with a letter or digit; got '${String(name).slice(0, 80)}'`,
-      { group: String(name).slice(0, 80) },
-    );
-  }
-  return name;
+  return checkName('group', name);
 }
 
 export function resolveGroupSettings(input: GroupSettingsInput | undefined, limits: StoreLimits): GroupSettings {

@@ -167,7 +167,6 @@ test('partitioned mode: members joining and leaving under load lose nothing and 
       assert.equal(new Set(revs).size, perStream, `${stream} lost events`);
     }
     const duplicates = handled.length - total;
-    console.log(`# rebalance test: ${handled.length} handled for ${total} events`);
     assert.ok(duplicates < total, `${duplicates} redeliveries for ${total} events`);
   } finally {
     await store.close();
